@@ -1,0 +1,34 @@
+# The two set-up commands: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test check lint format typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/clvflow demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+check: lint typecheck
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench flows
+	$(BIN)/ruff format --check src tests bench flows
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests bench flows
+	$(BIN)/ruff check --fix src tests bench flows
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+clean:
+	rm -rf outbox previews .clvflow data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""Prefect entrypoint for every campaign deployment in prefect.yaml (logic: clvflow package)."""
+
+from clvflow.orchestration.flows import campaign_flow
+
+__all__ = ["campaign_flow"]

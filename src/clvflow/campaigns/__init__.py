@@ -1,0 +1,1 @@
+"""Campaigns: deployments in prefect.yaml, their parameters, and running one."""

@@ -1,0 +1,81 @@
+"""Campaigns are the deployments in prefect.yaml; each one's ``parameters`` hold a
+``spec`` that must validate as a :class:`CampaignSpec`."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from clvflow.campaigns.params import CampaignSpec
+from clvflow.errors import ConfigError
+from clvflow.project.yamlfile import YamlDocument, read_yaml, validate_document
+
+
+@dataclass(frozen=True)
+class Campaign:
+    name: str
+    spec: CampaignSpec
+    entrypoint: str
+    schedules: tuple[dict[str, object], ...]
+    line: int | None
+
+
+def load_campaigns(prefect_file: Path) -> dict[str, Campaign]:
+    """Every deployment of prefect.yaml whose parameters carry a campaign ``spec``."""
+    if not prefect_file.is_file():
+        raise ConfigError("prefect.yaml is missing", path=prefect_file)
+    doc = read_yaml(prefect_file, ConfigError)
+    deployments = doc.data.get("deployments") if isinstance(doc.data, dict) else None
+    if not isinstance(deployments, list):
+        raise ConfigError("prefect.yaml has no 'deployments:' list", path=prefect_file, line=1)
+    out: dict[str, Campaign] = {}
+    for index, raw in enumerate(deployments):
+        loc = ("deployments", index)
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+            raise ConfigError(
+                "each deployment needs a name", path=prefect_file, line=doc.line_of(loc)
+            )
+        params = raw.get("parameters") or {}
+        if not isinstance(params, dict) or "spec" not in params:
+            continue
+        name = raw["name"]
+        if name in out:
+            raise ConfigError(
+                f"two deployments are named '{name}'",
+                path=prefect_file,
+                line=doc.line_of((*loc, "name")),
+            )
+        if params.get("campaign", name) != name:
+            raise ConfigError(
+                f"parameters.campaign is '{params.get('campaign')}' but the deployment is '{name}'",
+                path=prefect_file,
+                line=doc.line_of((*loc, "parameters", "campaign")),
+                hint="make them equal: the campaign name keys the ledger",
+            )
+        spec = _spec(doc, params["spec"], (*loc, "parameters", "spec"))
+        schedules = tuple(s for s in raw.get("schedules") or [] if isinstance(s, dict))
+        out[name] = Campaign(
+            name=name,
+            spec=spec,
+            entrypoint=str(raw.get("entrypoint", "")),
+            schedules=schedules,
+            line=doc.line_of(loc),
+        )
+    return out
+
+
+def _spec(doc: YamlDocument, data: object, loc: tuple[str | int, ...]) -> CampaignSpec:
+    return validate_document(doc, CampaignSpec, ConfigError, loc_prefix=loc, data=data)
+
+
+def find_campaign(campaigns: dict[str, Campaign], name: str, prefect_file: Path) -> Campaign:
+    if name in campaigns:
+        return campaigns[name]
+    close = difflib.get_close_matches(name, list(campaigns), n=1)
+    mean = f" — did you mean '{close[0]}'?" if close else ""
+    raise ConfigError(
+        f"no campaign named '{name}'{mean}",
+        path=prefect_file,
+        hint="campaigns: " + (", ".join(sorted(campaigns)) or "(none)"),
+    )

@@ -1,0 +1,1 @@
+"""The ``clvflow`` command line."""

@@ -1,0 +1,80 @@
+"""``clvflow run`` and ``clvflow demo``: campaigns as Prefect flow runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from clvflow.campaigns.catalog import find_campaign, load_campaigns
+from clvflow.cli.options import AsOfOption, ProjectOption, resolve_as_of
+from clvflow.project.layout import Project
+
+out = Console(soft_wrap=True)
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    verb = "would send" if summary["dry_run"] else "sent"
+    table = Table("", "count", title=f"{summary['campaign']} — segment {summary['segment']}")
+    table.add_row("segment members", str(summary["members"]))
+    for reason, count in sorted(summary["skipped"].items()):
+        table.add_row(f"skipped: {reason.replace('_', ' ')}", str(count))
+    if summary["holdout"]:
+        table.add_row("holdout", str(summary["holdout"]))
+    if summary["unknown"]:
+        table.add_row("unknown (earlier run stopped mid-send)", str(summary["unknown"]))
+    table.add_row(f"[bold]{verb}[/]", f"[bold]{summary['sent']}[/]")
+    table.add_row("failed", str(summary["failed"]))
+    return table
+
+
+def run(
+    campaign: Annotated[str, typer.Argument(help="Campaign: a deployment name in prefect.yaml.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Plan and render, send and record nothing.")
+    ] = False,
+    project: ProjectOption = Path("."),
+    as_of: AsOfOption = None,
+) -> int:
+    """Run CAMPAIGN now, as a Prefect flow run."""
+    from clvflow.orchestration.local import flow_session, quiet_prefect, run_flow
+
+    loaded = Project.load(project)
+    target = find_campaign(load_campaigns(loaded.prefect_file), campaign, loaded.prefect_file)
+    when = resolve_as_of(loaded, as_of) if as_of else None
+    quiet_prefect()
+    with flow_session():
+        summary = run_flow(target, str(loaded.root), when, dry_run)
+    out.print(summary_table(summary))
+    return 1 if summary["failed"] else 0
+
+
+def demo(
+    project: ProjectOption = Path("."),
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Regenerate the demo shop's data as of today.")
+    ] = False,
+) -> int:
+    """Generate the demo shop (once), then run every campaign in prefect.yaml as a flow run."""
+    from clvflow.demo.run import run_demo
+
+    return run_demo(Project.load(project), fresh=fresh, console=out, table=summary_table)
+
+
+def web(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    project: ProjectOption = Path("."),
+) -> int:
+    """Serve the unsubscribe pages and the SendGrid webhook (put it behind HTTPS)."""
+    import uvicorn
+
+    from clvflow.web.app import create_app
+
+    app = create_app(Project.load(project))
+    out.print(f"clvflow web on http://{host}:{port} (unsubscribe links, /webhooks/sendgrid)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+    return 0

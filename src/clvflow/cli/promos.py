@@ -1,0 +1,57 @@
+"""``clvflow promos export``: the issued promo codes as CSV, for the shop's checkout."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clvflow.cli.options import ProjectOption
+from clvflow.ledger.store import Ledger
+from clvflow.project.layout import Project
+
+app = typer.Typer(help="Promo codes issued by campaigns.")
+
+COLUMNS = (
+    "code",
+    "campaign",
+    "occurrence",
+    "customer_id",
+    "discount_percent",
+    "min_order",
+    "currency",
+    "expires_at",
+    "created_at",
+    "redeemed_at",
+)
+
+
+@app.command("export")
+def export(
+    campaign: Annotated[
+        str | None, typer.Option("--campaign", help="Only this campaign's codes.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="CSV file to write (default: standard output).")
+    ] = None,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Every issued code with its discount, minimum order and expiry, as CSV."""
+    loaded = Project.load(project)
+    ledger = Ledger(loaded.ledger_url)
+    try:
+        rows = ledger.all_promo_codes(campaign)
+    finally:
+        ledger.close()
+    handle = out.open("w", newline="", encoding="utf-8") if out else sys.stdout
+    try:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row[k] is None else row[k]) for k in COLUMNS})
+    finally:
+        if out:
+            handle.close()

@@ -1,0 +1,1 @@
+"""What every marketing email must carry: signed unsubscribe links and their headers."""

@@ -1,0 +1,1 @@
+"""Reading the shop's data (customers, orders, items, products); never writing it."""

@@ -1,0 +1,242 @@
+"""Open the shop's data as relations named customers, orders, order_items, products.
+
+Two engines, one SQL:
+
+- **Files** (CSV or Parquet) live in an in-process DuckDB. CSV is loaded once into memory
+  tables (parsing CSV per query would be wasted work); Parquet is queried in place through
+  views.
+- **A database** (``data.url``, PostgreSQL) is never copied: every query runs inside it
+  (push-down). The four relations are common table expressions over the configured tables
+  (``prelude``), so nothing is ever written to the shop's database.
+
+Identifier columns are always text, so ``C001`` and ``1`` behave the same everywhere.
+The SQL clvflow generates sticks to what both engines share (window functions, CASE,
+date subtraction, STRPOS/LEFT/RIGHT), so one compiler serves both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import pandas as pd
+from sqlalchemy import Engine, create_engine, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from clvflow.errors import DataError
+from clvflow.project.layout import Project
+
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "customers": ("customer_id", "email", "first_name"),
+    "orders": ("order_id", "customer_id", "placed_at", "total"),
+    "order_items": ("order_id", "product_id", "quantity", "unit_price"),
+    "products": ("product_id", "name", "category", "price"),
+}
+ID_COLUMNS = ("customer_id", "order_id", "product_id")
+OPTIONAL_TABLES = ("order_items", "products")
+TABLES = ("customers", "orders", "order_items", "products")
+
+Dialect = Literal["duckdb", "postgresql"]
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def in_list(values: Sequence[str]) -> str:
+    """``('a', 'b')`` for an IN test; ``(NULL)`` when empty (matches nothing)."""
+    return "(" + (", ".join(quote_literal(v) for v in values) or "NULL") + ")"
+
+
+@dataclass
+class ShopData:
+    """The shop's relations, the engine that holds them, and their column types."""
+
+    dialect: Dialect
+    columns: dict[str, dict[str, str]] = field(default_factory=dict)
+    prelude: list[str] = field(default_factory=list)  # CTEs defining the relations
+    con: duckdb.DuckDBPyConnection | None = None
+    engine: Engine | None = None
+
+    def has(self, table: str) -> bool:
+        return table in self.columns
+
+    def with_clause(self, *ctes: str) -> str:
+        """``WITH`` the relations (for a database) and ``ctes``."""
+        parts = [*self.prelude, *(c for c in ctes if c)]
+        return "WITH " + ",\n  ".join(parts) + "\n" if parts else ""
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        if self.con is not None:
+            return self.con.execute(sql).fetchall()
+        assert self.engine is not None
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(sql)
+            return [tuple(r) for r in cursor.fetchall()]
+        finally:
+            raw.close()
+
+    def frame(self, sql: str) -> pd.DataFrame:
+        if self.con is not None:
+            result: pd.DataFrame = self.con.execute(sql).df()
+            return result
+        assert self.engine is not None
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(sql)
+            names = [d[0] for d in cursor.description or []]
+            return pd.DataFrame.from_records(list(cursor.fetchall()), columns=names)
+        finally:
+            raw.close()
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.close()
+        if self.engine is not None:
+            self.engine.dispose()
+
+
+def open_shop_data(project: Project) -> ShopData:
+    """Open every configured source and check the required columns."""
+    if project.config.data.url:
+        return _open_database(project, project.config.data.url)
+    return _open_files(project)
+
+
+# -- files through DuckDB ---------------------------------------------------------------
+def _reader(path: Path) -> str:
+    literal = quote_literal(str(path))
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return f"read_parquet({literal})"
+    if suffix in (".csv", ".tsv", ".txt") or path.name.endswith(".csv.gz"):
+        return f"read_csv({literal}, header = true, auto_detect = true, sample_size = -1)"
+    raise DataError(
+        f"cannot read '{path.suffix}' files",
+        path=path,
+        hint="use a .csv or .parquet file, or a database URL under data.url",
+    )
+
+
+def _describe(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, str]:
+    rows = con.execute(f"DESCRIBE {quote_ident(name)}").fetchall()
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
+def _open_files(project: Project) -> ShopData:
+    cfg = project.config.data
+    data = ShopData(dialect="duckdb", con=duckdb.connect(":memory:"))
+    assert data.con is not None
+    for table in TABLES:
+        source: str | None = getattr(cfg, table)
+        if source is None:
+            continue
+        path = project.resolve(source)
+        if not path.exists():
+            if table in OPTIONAL_TABLES:
+                continue
+            raise DataError(
+                f"the {table} file does not exist",
+                path=project.root / "clvflow.yaml",
+                key=f"data.{table}",
+                hint=f"expected it at {path}; `clvflow demo` generates a demo shop",
+            )
+        _attach(data.con, table, path)
+        data.columns[table] = _check_columns(_describe(data.con, table), table, path)
+    return data
+
+
+def _attach(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
+    kind = "VIEW" if path.suffix.lower() == ".parquet" else "TABLE"
+    raw = f"{table}__raw"
+    try:
+        con.execute(f"CREATE VIEW {quote_ident(raw)} AS SELECT * FROM {_reader(path)}")
+        present = _describe(con, raw)
+    except duckdb.Error as exc:
+        raise DataError(f"cannot read the {table} data: {exc}", path=path) from None
+    casts = [
+        f"CAST({quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}" for c in ID_COLUMNS if c in present
+    ]
+    select = f"SELECT * REPLACE ({', '.join(casts)})" if casts else "SELECT *"
+    con.execute(f"CREATE {kind} {quote_ident(table)} AS {select} FROM {quote_ident(raw)}")
+
+
+def _check_columns(columns: dict[str, str], table: str, where: Path | str) -> dict[str, str]:
+    missing = [c for c in REQUIRED[table] if c not in columns]
+    if missing:
+        raise DataError(
+            f"the {table} data lacks the column(s) {', '.join(missing)}",
+            path=where,
+            hint=f"{table} needs at least: {', '.join(REQUIRED[table])}",
+        )
+    return columns
+
+
+# -- a database, queried in place --------------------------------------------------------
+def _open_database(project: Project, url: str) -> ShopData:
+    where = project.root / "clvflow.yaml"
+    try:
+        parsed = make_url(url)
+    except SQLAlchemyError:
+        raise DataError("data.url is not a database URL", path=where, key="data.url") from None
+    if parsed.get_backend_name() != "postgresql":
+        raise DataError(
+            f"'{parsed.get_backend_name()}' databases are not supported",
+            path=where,
+            key="data.url",
+            hint="use PostgreSQL (postgresql://user@host/db) or CSV/Parquet files",
+        )
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    engine = create_engine(parsed, pool_pre_ping=True)
+    data = ShopData(dialect="postgresql", engine=engine)
+    try:
+        inspector = inspect(engine)
+        for table in TABLES:
+            name: str | None = getattr(project.config.data, table)
+            if name is None:
+                continue
+            schema, _, bare = name.rpartition(".")
+            if not inspector.has_table(bare, schema=schema or None):
+                if table in OPTIONAL_TABLES:
+                    continue
+                raise DataError(
+                    f"the database has no table '{name}' for {table}",
+                    path=where,
+                    key=f"data.{table}",
+                )
+            columns = {
+                str(c["name"]): str(c["type"]).upper()
+                for c in inspector.get_columns(bare, schema=schema or None)
+            }
+            _check_columns(columns, table, f"{where} (data.{table} = {name})")
+            data.columns[table] = {
+                c: ("VARCHAR" if c in ID_COLUMNS else t) for c, t in columns.items()
+            }
+            data.prelude.append(_relation_cte(table, schema, bare, list(columns)))
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise DataError(
+            f"cannot read the shop's database: {type(exc).__name__}", path=where, key="data.url"
+        ) from None
+    return data
+
+
+def _relation_cte(table: str, schema: str, bare: str, columns: list[str]) -> str:
+    source = (quote_ident(schema) + "." if schema else "") + quote_ident(bare)
+    select = ", ".join(
+        f"CAST({quote_ident(c)} AS TEXT) AS {quote_ident(c)}" if c in ID_COLUMNS else quote_ident(c)
+        for c in columns
+    )
+    return f"{quote_ident(table)} AS (SELECT {select} FROM {source})"

@@ -1,0 +1,1 @@
+"""Delivery: sending rendered messages (SendGrid) and local stand-ins for tests."""

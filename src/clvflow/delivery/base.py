@@ -1,0 +1,38 @@
+"""The sender seam: push a batch of messages, get one result per message, close."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from clvflow.delivery.message import OutgoingMessage
+from clvflow.errors import DeliveryError
+
+
+@dataclass(frozen=True)
+class SendResult:
+    message_id: int
+    status: str  # sent | failed | unknown (the request left; the reply never came)
+    provider_id: str | None = None
+    reason: str | None = None
+
+
+class SendAbortedError(DeliveryError):
+    """The backend refused the whole run (e.g. 401 bad key, 403 unverified sender).
+
+    ``results`` holds the outcomes of the messages handled before the stop."""
+
+    def __init__(self, message: str, results: list[SendResult], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.results = results
+
+
+class Sender(Protocol):
+    name: str
+
+    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+        """Send every message; never raise for one bad message, return its failure."""
+        ...
+
+    def close(self) -> None: ...

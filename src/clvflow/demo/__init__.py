@@ -1,0 +1,1 @@
+"""A deterministic demo wedding-stationery shop to try clvflow on."""

@@ -1,0 +1,485 @@
+"""The ledger's operations. Sending follows claim → mark sending → send → record:
+
+1. ``claim`` inserts a ``claimed`` row per message; the unique rule on (campaign,
+   occurrence, customer) means that of two runs racing, exactly one gets each row.
+2. Just before a batch goes to the sender, ``mark_sending`` flips its rows to ``sending``.
+3. ``record`` stores each outcome: sent, failed (with reason), or unknown (a timeout after
+   the request left: it may have been delivered).
+
+A run holds a lease it renews after every batch. When a run dies (crash, SIGKILL), the next
+run of the campaign ``reconcile``s once the lease has expired: ``claimed`` rows were never
+handed over, so they are released and planned again; ``sending`` rows become ``unknown`` and
+are reported, never re-sent blindly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, and_, bindparam, create_engine, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
+
+from clvflow.errors import LedgerError
+from clvflow.ledger import schema
+from clvflow.ledger.schema import events, messages, promo_codes, runs, skips, suppressions
+
+CHUNK = 500
+IN_FLIGHT_OR_SENT = ("claimed", "sending", "sent", "unknown")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A message this run owns: send it, then record its outcome."""
+
+    id: int
+    occurrence: str
+    customer_id: str
+    email: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    message_id: int
+    status: str  # sent | failed
+    reason: str | None = None
+    provider_id: str | None = None
+    subject: str | None = None
+    locale: str | None = None
+
+
+class Ledger:
+    """One ledger database (SQLAlchemy URL: SQLite by default, PostgreSQL for several workers)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        sqlite_db = url.startswith("sqlite")
+        try:
+            self.engine: Engine = create_engine(
+                url,
+                pool_pre_ping=True,
+                # several processes may share one SQLite file: wait for the write lock
+                connect_args={"timeout": 60} if sqlite_db else {},
+            )
+            self._create_schema()
+        except SQLAlchemyError as exc:
+            raise LedgerError(
+                f"cannot open the ledger: {type(exc).__name__}: {exc.args[0] if exc.args else ''}",
+                hint="check 'ledger:' in clvflow.yaml or CLVFLOW_LEDGER_URL",
+            ) from None
+
+    def _create_schema(self) -> None:
+        """Create missing tables; two workers starting at once may race, so retry."""
+        for attempt in range(5):
+            try:
+                schema.metadata.create_all(self.engine)
+                return
+            except (OperationalError, ProgrammingError, IntegrityError):
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _insert(self, table: Any) -> Any:
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table)
+
+    # -- runs ---------------------------------------------------------------------------
+    def start_run(
+        self,
+        run_id: str,
+        campaign: str,
+        occurrence: str,
+        as_of: dt.datetime,
+        dry_run: bool,
+        lease_seconds: float,
+    ) -> None:
+        now = utcnow()
+        with self.engine.begin() as con:
+            con.execute(
+                runs.insert().values(
+                    run_id=run_id,
+                    campaign=campaign,
+                    occurrence=occurrence,
+                    as_of=as_of,
+                    dry_run=int(dry_run),
+                    status="running",
+                    started_at=now,
+                    lease_until=now + dt.timedelta(seconds=lease_seconds),
+                )
+            )
+
+    def renew_lease(self, run_id: str, lease_seconds: float) -> None:
+        with self.engine.begin() as con:
+            con.execute(
+                update(runs)
+                .where(runs.c.run_id == run_id)
+                .values(lease_until=utcnow() + dt.timedelta(seconds=lease_seconds))
+            )
+
+    def finish_run(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
+        with self.engine.begin() as con:
+            con.execute(
+                update(runs)
+                .where(runs.c.run_id == run_id)
+                .values(status=status, finished_at=utcnow(), summary=json.dumps(summary))
+            )
+
+    # -- what stops a message -----------------------------------------------------------
+    def suppressed(self, emails: Sequence[str]) -> dict[str, str]:
+        """Lower-cased address → suppression reason, for the given addresses."""
+        found: dict[str, str] = {}
+        lowered = sorted({e.lower() for e in emails if e})
+        with self.engine.connect() as con:
+            for chunk in _chunks(lowered):
+                rows = con.execute(
+                    select(suppressions.c.email, suppressions.c.reason).where(
+                        suppressions.c.email.in_(chunk)
+                    )
+                )
+                found.update({str(r.email): str(r.reason) for r in rows})
+        return found
+
+    def suppress(
+        self,
+        email: str,
+        reason: str,
+        source: str,
+        customer_id: str | None = None,
+        campaign: str | None = None,
+    ) -> bool:
+        """Add a suppression; True if it is new."""
+        stmt = (
+            self._insert(suppressions)
+            .values(
+                email=email.lower(),
+                reason=reason,
+                source=source,
+                customer_id=customer_id,
+                campaign=campaign,
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["email"])
+            .returning(suppressions.c.email)
+        )
+        with self.engine.begin() as con:
+            return con.execute(stmt).first() is not None
+
+    def existing(
+        self, campaign: str, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        """(occurrence, customer) → status of rows already in the ledger for ``campaign``."""
+        wanted = set(keys)
+        out: dict[tuple[str, str], str] = {}
+        customers = sorted({c for _, c in wanted})
+        with self.engine.connect() as con:
+            for chunk in _chunks(customers):
+                rows = con.execute(
+                    select(messages.c.occurrence, messages.c.customer_id, messages.c.status).where(
+                        messages.c.campaign == campaign, messages.c.customer_id.in_(chunk)
+                    )
+                )
+                for r in rows:
+                    key = (str(r.occurrence), str(r.customer_id))
+                    if key in wanted:
+                        out[key] = str(r.status)
+        return out
+
+    def sent_since(
+        self, customer_ids: Sequence[str], since: dt.datetime, campaign: str | None = None
+    ) -> dict[str, int]:
+        """Customer → marketing messages sent (or maybe sent) since ``since``."""
+        out: dict[str, int] = {}
+        cond = [
+            messages.c.status.in_(IN_FLIGHT_OR_SENT),
+            messages.c.kind == "marketing",
+            messages.c.planned_at >= since,
+        ]
+        if campaign is not None:
+            cond.append(messages.c.campaign == campaign)
+        with self.engine.connect() as con:
+            for chunk in _chunks(list(customer_ids)):
+                rows = con.execute(
+                    select(messages.c.customer_id, func.count())
+                    .where(and_(*cond), messages.c.customer_id.in_(chunk))
+                    .group_by(messages.c.customer_id)
+                )
+                out.update({str(r[0]): int(r[1]) for r in rows})
+        return out
+
+    # -- claim, record ------------------------------------------------------------------
+    def claim(
+        self,
+        run_id: str,
+        campaign: str,
+        rows: Sequence[dict[str, Any]],
+        status: str = "claimed",
+    ) -> list[Claim]:
+        """Insert rows (occurrence, customer_id, email, kind, template, variant, locale);
+        return those this run won, in customer order."""
+        now = utcnow()
+        with self.engine.begin() as con:
+            for chunk in _chunks(list(rows)):
+                values = [
+                    {
+                        "campaign": campaign,
+                        "status": status,
+                        "run_id": run_id,
+                        "planned_at": now,
+                        "reason": None,
+                        "variant": None,
+                        **row,
+                    }
+                    for row in chunk
+                ]
+                stmt = self._insert(messages).on_conflict_do_nothing(
+                    index_elements=["campaign", "occurrence", "customer_id"]
+                )
+                con.execute(stmt, values)
+            won = con.execute(
+                select(
+                    messages.c.id, messages.c.occurrence, messages.c.customer_id, messages.c.email
+                )
+                .where(
+                    messages.c.run_id == run_id,
+                    messages.c.status == status,
+                    messages.c.campaign == campaign,
+                )
+                .order_by(messages.c.customer_id)
+            )
+            return [
+                Claim(int(r.id), str(r.occurrence), str(r.customer_id), str(r.email)) for r in won
+            ]
+
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        """Store the outcome of messages this run handed over (a final outcome never changes)."""
+        if not outcomes:
+            return
+        now = utcnow()
+        stmt = (
+            update(messages)
+            .where(
+                messages.c.id == _bind("mid"),
+                # not IN (...): expanding parameters cannot be used with executemany
+                or_(messages.c.status == "claimed", messages.c.status == "sending"),
+            )
+            .values(
+                status=_bind("new_status"),
+                reason=_bind("new_reason"),
+                provider_id=_bind("new_provider"),
+                subject=_bind("new_subject"),
+                locale=_bind("new_locale"),
+                finished_at=now,
+            )
+        )
+        params = [
+            {
+                "mid": o.message_id,
+                "new_status": o.status,
+                "new_reason": o.reason,
+                "new_provider": o.provider_id,
+                "new_subject": o.subject,
+                "new_locale": o.locale,
+            }
+            for o in outcomes
+        ]
+        with self.engine.begin() as con:
+            con.execute(stmt, params)
+
+    def record_skips(
+        self, run_id: str, campaign: str, items: Sequence[tuple[str, str, str]]
+    ) -> None:
+        """(occurrence, customer_id, reason) for every member this run did not send to."""
+        now = utcnow()
+        with self.engine.begin() as con:
+            for chunk in _chunks(list(items), 5000):
+                con.execute(
+                    skips.insert(),
+                    [
+                        {
+                            "run_id": run_id,
+                            "campaign": campaign,
+                            "occurrence": occ,
+                            "customer_id": cid,
+                            "reason": reason,
+                            "at": now,
+                        }
+                        for occ, cid, reason in chunk
+                    ],
+                )
+
+    def mark_sending(self, ids: Sequence[int]) -> None:
+        """These claimed messages are about to be handed to the sender."""
+        with self.engine.begin() as con:
+            for chunk in _chunks(list(ids)):
+                con.execute(
+                    update(messages)
+                    .where(messages.c.id.in_(chunk), messages.c.status == "claimed")
+                    .values(status="sending")
+                )
+
+    def revert_sending(self, ids: Sequence[int]) -> None:
+        """Messages marked ``sending`` that the sender never touched go back to ``claimed``."""
+        with self.engine.begin() as con:
+            for chunk in _chunks(list(ids)):
+                con.execute(
+                    update(messages)
+                    .where(messages.c.id.in_(chunk), messages.c.status == "sending")
+                    .values(status="claimed")
+                )
+
+    def release(self, ids: Sequence[int]) -> int:
+        """Give back messages that were never handed over (the run stopped before them)."""
+        count = 0
+        with self.engine.begin() as con:
+            for chunk in _chunks(list(ids)):
+                result = con.execute(
+                    delete(messages).where(messages.c.id.in_(chunk), messages.c.status == "claimed")
+                )
+                count += int(result.rowcount)
+        return count
+
+    def reconcile(self, campaign: str) -> tuple[int, int]:
+        """Clean up after dead runs of ``campaign`` (lease expired, still 'running').
+
+        Returns (released, unknown): ``claimed`` rows are deleted so they are planned again;
+        ``sending`` rows become ``unknown``. The dead runs are marked failed.
+        """
+        now = utcnow()
+        with self.engine.begin() as con:
+            dead = [
+                str(r[0])
+                for r in con.execute(
+                    select(runs.c.run_id).where(
+                        runs.c.campaign == campaign,
+                        runs.c.status == "running",
+                        runs.c.lease_until < now,
+                    )
+                )
+            ]
+            if not dead:
+                return 0, 0
+            released = con.execute(
+                delete(messages).where(messages.c.run_id.in_(dead), messages.c.status == "claimed")
+            ).rowcount
+            unknown = con.execute(
+                update(messages)
+                .where(messages.c.run_id.in_(dead), messages.c.status == "sending")
+                .values(
+                    status="unknown",
+                    reason="the run stopped while this message was being sent; it may have left",
+                    finished_at=now,
+                )
+            ).rowcount
+            con.execute(
+                update(runs).where(runs.c.run_id.in_(dead)).values(status="failed", finished_at=now)
+            )
+            return int(released), int(unknown)
+
+    # -- promo codes --------------------------------------------------------------------
+    def add_promo_codes(self, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        now = utcnow()
+        with self.engine.begin() as con:
+            con.execute(promo_codes.insert(), [{**r, "created_at": now} for r in rows])
+
+    def promo_codes_for(
+        self, campaign: str, occurrence: str, customer_ids: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as con:
+            for chunk in _chunks(list(customer_ids)):
+                rows = con.execute(
+                    select(promo_codes).where(
+                        promo_codes.c.campaign == campaign,
+                        promo_codes.c.occurrence == occurrence,
+                        promo_codes.c.customer_id.in_(chunk),
+                    )
+                )
+                for r in rows.mappings():
+                    out[str(r["customer_id"])] = dict(r)
+        return out
+
+    def all_promo_codes(self, campaign: str | None = None) -> list[dict[str, Any]]:
+        """Every issued code (oldest first), for the shop's checkout to honour."""
+        stmt = select(promo_codes).order_by(promo_codes.c.created_at, promo_codes.c.code)
+        if campaign is not None:
+            stmt = stmt.where(promo_codes.c.campaign == campaign)
+        with self.engine.connect() as con:
+            return [dict(r) for r in con.execute(stmt).mappings()]
+
+    # -- events -------------------------------------------------------------------------
+    def add_events(self, rows: Sequence[dict[str, Any]]) -> list[str]:
+        """Store events not seen before (by ``event_id``); returns the ids that were new."""
+        new: list[str] = []
+        now = utcnow()
+        with self.engine.begin() as con:
+            for row in rows:
+                stmt = (
+                    self._insert(events)
+                    .values(**row, received_at=now)
+                    .on_conflict_do_nothing(index_elements=["event_id"])
+                    .returning(events.c.event_id)
+                )
+                if con.execute(stmt).first() is not None:
+                    new.append(str(row["event_id"]))
+        return new
+
+    def event_counts(self) -> dict[str, int]:
+        stmt = select(events.c.event, func.count()).group_by(events.c.event)
+        with self.engine.connect() as con:
+            return {str(r[0]): int(r[1]) for r in con.execute(stmt)}
+
+    def message_email(self, customer_id: str, campaign: str | None = None) -> str | None:
+        """The address the latest message to ``customer_id`` went to."""
+        stmt = (
+            select(messages.c.email)
+            .where(messages.c.customer_id == customer_id, messages.c.status != "holdout")
+            .order_by(messages.c.planned_at.desc(), messages.c.id.desc())
+            .limit(1)
+        )
+        if campaign is not None:
+            stmt = stmt.where(messages.c.campaign == campaign)
+        with self.engine.connect() as con:
+            row = con.execute(stmt).first()
+        return None if row is None else str(row[0])
+
+    def message_by_id(self, message_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as con:
+            row = (
+                con.execute(select(messages).where(messages.c.id == message_id)).mappings().first()
+            )
+        return None if row is None else dict(row)
+
+    # -- reading ------------------------------------------------------------------------
+    def status_counts(self, campaign: str | None = None) -> dict[str, int]:
+        stmt = select(messages.c.status, func.count()).group_by(messages.c.status)
+        if campaign is not None:
+            stmt = stmt.where(messages.c.campaign == campaign)
+        with self.engine.connect() as con:
+            return {str(r[0]): int(r[1]) for r in con.execute(stmt)}
+
+
+def _bind(name: str) -> Any:
+    return bindparam(name)
+
+
+def open_ledger(url: str) -> Ledger:
+    return Ledger(url)

@@ -1,0 +1,71 @@
+"""The latest order (with its items) of each customer in a batch, as of the run."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from clvflow.data.sources import ShopData, in_list
+from clvflow.segments.attributes import sql_timestamp
+
+
+@dataclass
+class OrderView:
+    """An order as templates see it: ``order.items`` is the list of lines (a plain dict's
+    ``.items`` would be its method)."""
+
+    order_id: str
+    placed_at: dt.datetime
+    total: float
+    currency: str | None
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+
+def latest_orders(
+    data: ShopData, customer_ids: Sequence[str], as_of: dt.datetime
+) -> dict[str, OrderView]:
+    """customer_id → the latest order at or before ``as_of``, with its items (two queries)."""
+    if not customer_ids:
+        return {}
+    currency = "o.currency" if "currency" in data.columns["orders"] else "NULL"
+    rows = data.rows(
+        f"""{data.with_clause()}SELECT customer_id, order_id, placed_at, total, currency FROM (
+              SELECT o.customer_id, o.order_id, o.placed_at, o.total, {currency} AS currency,
+                     ROW_NUMBER() OVER (
+                       PARTITION BY o.customer_id ORDER BY o.placed_at DESC, o.order_id DESC
+                     ) AS rn
+              FROM orders AS o
+              WHERE o.customer_id IN {in_list(customer_ids)}
+                AND o.placed_at <= {sql_timestamp(as_of)}
+            ) AS ranked WHERE rn = 1"""
+    )
+    out = {
+        str(cid): OrderView(str(oid), placed, float(total), None if cur is None else str(cur))
+        for cid, oid, placed, total, cur in rows
+    }
+    if out and data.has("order_items"):
+        by_order = {o.order_id: o for o in out.values()}
+        product = data.has("products")
+        name = "p.name" if product else "i.product_id"
+        url = "p.url" if product and "url" in data.columns["products"] else "NULL"
+        join = "LEFT JOIN products AS p ON p.product_id = i.product_id" if product else ""
+        items = data.rows(
+            f"""{data.with_clause()}SELECT i.order_id, i.product_id, {name}, i.quantity,
+                       i.unit_price, {url}
+                FROM order_items AS i {join}
+                WHERE i.order_id IN {in_list(list(by_order))}
+                ORDER BY i.order_id, i.product_id"""
+        )
+        for oid, pid, pname, qty, price, purl in items:
+            by_order[str(oid)].items.append(
+                {
+                    "product_id": str(pid),
+                    "name": str(pname),
+                    "quantity": int(qty),
+                    "unit_price": float(price),
+                    "url": purl,
+                }
+            )
+    return out

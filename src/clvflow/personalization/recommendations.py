@@ -1,0 +1,101 @@
+"""Upsell and cross-sell: products often bought together with what a customer bought,
+excluding what they already have; best sellers fill the rest.
+
+Co-purchase counts and best sellers are computed once per run (one query each, inside the
+data engine); per batch, one query fetches what the batch's customers own, and the scoring is
+a vectorized pandas join, not a loop over customers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from clvflow.data.sources import ShopData, in_list
+from clvflow.segments.attributes import sql_timestamp
+
+BEST_SELLERS = 20
+
+
+class Recommender:
+    def __init__(self, data: ShopData, as_of: dt.datetime, limit: int = 3) -> None:
+        self.data = data
+        self.limit = limit
+        self.as_of = as_of
+        self.enabled = data.has("order_items") and data.has("products")
+        if self.enabled:
+            self._prepare()
+
+    def _items_cte(self) -> str:
+        return (
+            "items AS (SELECT DISTINCT i.order_id, i.product_id FROM order_items AS i "
+            "JOIN orders AS o ON o.order_id = i.order_id "
+            f"WHERE o.placed_at <= {sql_timestamp(self.as_of)})"
+        )
+
+    def _prepare(self) -> None:
+        data = self.data
+        self.pairs = data.frame(
+            f"""{data.with_clause(self._items_cte())}SELECT a.product_id AS src,
+                       b.product_id AS dst, COUNT(*) AS together
+                FROM items AS a JOIN items AS b
+                  ON a.order_id = b.order_id AND a.product_id <> b.product_id
+                GROUP BY a.product_id, b.product_id"""
+        )
+        best = data.rows(
+            f"""{data.with_clause(self._items_cte())}SELECT product_id, COUNT(*) AS n
+                FROM items GROUP BY product_id ORDER BY n DESC, product_id
+                LIMIT {BEST_SELLERS}"""
+        )
+        self.best = [str(r[0]) for r in best]
+        url = "url" if "url" in data.columns["products"] else "NULL AS url"
+        self.products: dict[str, dict[str, Any]] = {
+            str(pid): {
+                "product_id": str(pid),
+                "name": str(name),
+                "category": str(category),
+                "price": float(price),
+                "url": purl,
+            }
+            for pid, name, category, price, purl in data.rows(
+                f"{data.with_clause()}SELECT product_id, name, category, price, {url} FROM products"
+            )
+        }
+
+    def for_customers(self, customer_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """customer_id → up to ``limit`` products ``{product_id, name, category, price, url}``."""
+        out: dict[str, list[dict[str, Any]]] = {c: [] for c in customer_ids}
+        if not self.enabled or not customer_ids:
+            return out
+        data = self.data
+        owned = data.frame(
+            f"""{data.with_clause()}SELECT DISTINCT o.customer_id, i.product_id
+                FROM orders AS o JOIN order_items AS i ON i.order_id = o.order_id
+                WHERE o.customer_id IN {in_list(customer_ids)}
+                  AND o.placed_at <= {sql_timestamp(self.as_of)}"""
+        ).astype({"customer_id": "string", "product_id": "string"})
+        pairs = self.pairs.astype({"src": "string", "dst": "string"})
+        merged = owned.merge(pairs, left_on="product_id", right_on="src")
+        grouped = merged.groupby(["customer_id", "dst"], as_index=False).agg(
+            together=("together", "sum")
+        )
+        scored = pd.DataFrame(grouped).rename(columns={"dst": "product_id"})
+        scored = scored.merge(owned, on=["customer_id", "product_id"], how="left", indicator=True)
+        scored = scored[scored["_merge"] == "left_only"].sort_values(
+            ["customer_id", "together", "product_id"], ascending=[True, False, True]
+        )
+        top = scored.groupby("customer_id").head(self.limit)
+        has: dict[str, set[str]] = {}
+        for cid, pid in zip(owned["customer_id"], owned["product_id"], strict=True):
+            has.setdefault(str(cid), set()).add(str(pid))
+        for cid, pid in zip(top["customer_id"], top["product_id"], strict=True):
+            out[str(cid)].append(self.products[str(pid)])
+        for cid, chosen in out.items():
+            if len(chosen) < self.limit:
+                taken = has.get(cid, set()) | {p["product_id"] for p in chosen}
+                extra = [p for p in self.best if p not in taken][: self.limit - len(chosen)]
+                chosen.extend(self.products[p] for p in extra if p in self.products)
+        return out

@@ -1,0 +1,1 @@
+"""A project folder: clvflow.yaml, segments/, templates/, prefect.yaml."""

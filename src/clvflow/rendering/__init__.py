@@ -1,0 +1,1 @@
+"""Rendering: sandboxed Jinja templates with front matter, layouts, locales and filters."""

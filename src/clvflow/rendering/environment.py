@@ -1,0 +1,72 @@
+"""The sandboxed Jinja environments templates run in.
+
+HTML templates are autoescaped; subjects, preheaders and text parts are not (they are not
+HTML) but run in the same immutable sandbox. Undefined names are errors, never blanks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2.environment import Environment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from clvflow.rendering.filters import FILTERS
+from clvflow.rendering.frontmatter import split_front_matter
+from clvflow.rendering.textpart import text_template_from_html
+
+
+class FrontMatterLoader(FileSystemLoader):
+    """Loads templates with their front matter blanked out (line numbers kept)."""
+
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        _, body = split_front_matter(source)
+        return body, filename, uptodate
+
+
+class DerivedTextLoader(FrontMatterLoader):
+    """Serves every ``.html.j2`` file as the text template derived from it; ``.txt.j2``
+    files (hand-written text parts) as they are."""
+
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        body, filename, uptodate = super().get_source(environment, template)
+        if template.endswith(".html.j2"):
+            body = text_template_from_html(body)
+        return body, filename, uptodate
+
+
+def _html_autoescape(name: str | None) -> bool:
+    return name is None or not name.endswith(".txt.j2")
+
+
+def _environment(
+    directory: Path, autoescape: bool, loader: FileSystemLoader | None = None
+) -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        loader=loader or FrontMatterLoader(str(directory)),
+        autoescape=_html_autoescape if autoescape else False,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,
+        cache_size=-1,
+    )
+    env.filters.update(FILTERS)
+    return env
+
+
+def html_environment(directory: Path) -> ImmutableSandboxedEnvironment:
+    return _environment(directory, autoescape=True)
+
+
+def text_environment(directory: Path) -> ImmutableSandboxedEnvironment:
+    """Subjects, preheaders, ``.txt.j2`` files, and text parts derived from HTML templates."""
+    return _environment(directory, autoescape=False, loader=DerivedTextLoader(str(directory)))

@@ -1,0 +1,97 @@
+"""Filters that format money, dates and numbers for the customer's locale (Babel).
+
+Each filter reads the locale from the template context (``locale``), so templates write
+``{{ order.total | money }}`` and get ``€1,234.50``, ``1 234,50 €`` or ``1 234,50 €``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_currency, format_decimal, format_percent
+from jinja2 import pass_context
+from jinja2.runtime import Context
+
+
+@lru_cache(maxsize=256)
+def babel_locale(tag: str | None, default: str = "en") -> Locale:
+    """A Babel locale for a BCP 47 tag (``hu``, ``en-GB``, ``pt_BR``), else ``default``."""
+    for candidate in (tag, default, "en"):
+        if not candidate:
+            continue
+        try:
+            return Locale.parse(candidate.replace("-", "_"))
+        except (UnknownLocaleError, ValueError):
+            continue
+    return Locale("en")
+
+
+def _locale(ctx: Context) -> Locale:
+    value = ctx.get("locale")
+    return value if isinstance(value, Locale) else babel_locale(str(value) if value else None)
+
+
+def _as_date(value: Any) -> dt.date | dt.datetime:
+    if isinstance(value, dt.datetime | dt.date):
+        return value
+    if isinstance(value, str):
+        return dt.datetime.fromisoformat(value)
+    raise TypeError(f"cannot format {value!r} as a date")
+
+
+# Formatting is pure and the same prices and dates recur across a campaign: memoize.
+@lru_cache(maxsize=65536)
+def _money(amount: float, code: str, locale: Locale) -> str:
+    return str(format_currency(amount, code, locale=locale))
+
+
+@lru_cache(maxsize=16384)
+def _date(when: dt.date, pattern: str, locale: Locale) -> str:
+    return str(format_date(when, format=pattern, locale=locale))
+
+
+@pass_context
+def money(ctx: Context, amount: Any, currency: str | None = None) -> str:
+    code = currency or str(ctx.get("currency") or "EUR")
+    return _money(float(amount), code, _locale(ctx))
+
+
+@pass_context
+def date(ctx: Context, value: Any, format: str = "long") -> str:
+    when = _as_date(value)
+    if isinstance(when, dt.datetime):
+        when = when.date()
+    return _date(when, format, _locale(ctx))
+
+
+@pass_context
+def datetime(ctx: Context, value: Any, format: str = "medium") -> str:
+    when = _as_date(value)
+    if not isinstance(when, dt.datetime):
+        when = dt.datetime.combine(when, dt.time())
+    return str(format_datetime(when, format=format, locale=_locale(ctx)))
+
+
+@pass_context
+def number(ctx: Context, value: Any, digits: int | None = None) -> str:
+    fmt = None if digits is None else "#,##0." + "0" * digits if digits else "#,##0"
+    return str(format_decimal(float(value), format=fmt, locale=_locale(ctx)))
+
+
+@pass_context
+def percent(ctx: Context, value: Any) -> str:
+    return str(format_percent(float(value) / 100.0, locale=_locale(ctx)))
+
+
+FILTERS: dict[str, Callable[..., str]] = {
+    "money": money,
+    "date": date,
+    "datetime": datetime,
+    "number": number,
+    "percent": percent,
+}

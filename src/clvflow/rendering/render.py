@@ -1,0 +1,98 @@
+"""Render one email (subject, preheader, HTML with inlined CSS, text part) from a context."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import css_inline
+from jinja2 import TemplateError as JinjaError
+from jinja2.exceptions import SecurityError
+
+from clvflow.errors import TemplateError
+from clvflow.rendering.templates import CompiledTemplate, template_location
+from clvflow.rendering.textpart import html_to_text, tidy_text
+
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    preheader: str | None
+    html: str
+    text: str
+    kind: str
+    template: str
+    locale: str | None
+
+
+def header_text(value: str) -> str:
+    """One line for a header: CR, LF and other whitespace runs become single spaces."""
+    return _SPACE.sub(" ", value).strip()
+
+
+_INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
+
+
+def render_email(template: CompiledTemplate, context: Mapping[str, Any]) -> RenderedEmail:
+    """Render every part of ``template``; errors name the template file and line."""
+    try:
+        subject = header_text(template.subject.render(context))
+        preheader = header_text(template.preheader.render(context)) if template.preheader else None
+        full = {**context, "subject": subject, "preheader": preheader}
+        body = template.html.render(full)
+        text = tidy_text(template.text.render(full)) if template.text else html_to_text(body)
+    except SecurityError as exc:
+        path, line = template_location(exc, template.html_path.parent)
+        raise TemplateError(
+            f"blocked by the sandbox: {exc}", path=path or template.html_path, line=line
+        ) from None
+    except JinjaError as exc:
+        path, line = template_location(exc, template.html_path.parent)
+        message = getattr(exc, "message", None) or str(exc)
+        raise TemplateError(
+            f"cannot render: {message}",
+            path=path or template.html_path,
+            line=line,
+            hint="a template may use only the names in its context (see the README)",
+        ) from None
+    if not subject:
+        raise TemplateError("the subject renders empty", path=template.html_path, key="subject")
+    return RenderedEmail(
+        subject=subject,
+        preheader=preheader,
+        html=_INLINER.inline(body),
+        text=text,
+        kind=template.front.kind,
+        template=template.name,
+        locale=template.locale,
+    )
+
+
+def _shows(markup: str, value: str) -> bool:
+    """``value`` appears in ``markup`` as written, escaped, or escaped without quotes."""
+    forms = {value, html.escape(value), html.escape(value, quote=False)}
+    return any(form in markup for form in forms)
+
+
+def check_compliance(
+    email: RenderedEmail, unsubscribe_url: str, postal_address: str, where: str
+) -> None:
+    """Marketing mail must show the unsubscribe link and the shop's postal address."""
+    if email.kind != "marketing":
+        return
+    missing = []
+    if not _shows(email.html, unsubscribe_url):
+        missing.append("the unsubscribe link ({{ unsubscribe_url }})")
+    if not _shows(email.html, postal_address):
+        missing.append("the shop's postal address ({{ shop.postal_address }})")
+    if missing:
+        raise TemplateError(
+            "marketing email lacks " + " and ".join(missing),
+            path=where,
+            hint="include the shared footer partial, or mark the template kind: transactional",
+        )

@@ -1,0 +1,156 @@
+"""Find a template's files for a locale and compile them once.
+
+``templates/<name>.html.j2`` is the base; ``<name>.<locale>.html.j2`` overrides it for a
+locale (``hu``, or ``en-GB`` falling back to ``en``); ``<name>[.<locale>].txt.j2`` is an
+optional hand-written text part. ``layouts/`` and ``partials/`` hold shared pieces.
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from jinja2 import Template, TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from clvflow.errors import TemplateError
+from clvflow.rendering.environment import html_environment, text_environment
+from clvflow.rendering.frontmatter import FrontMatter, read_front_matter
+
+HTML_SUFFIX = ".html.j2"
+TEXT_SUFFIX = ".txt.j2"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+
+
+def locale_chain(locale: str | None, default: str) -> list[str]:
+    """``en-GB`` → ``["en-GB", "en", default]`` without duplicates."""
+    chain: list[str] = []
+    if locale:
+        chain.append(locale)
+        base = re.split(r"[-_]", locale)[0]
+        chain.append(base)
+    chain.append(default)
+    return list(dict.fromkeys(chain))
+
+
+@dataclass(frozen=True)
+class CompiledTemplate:
+    """One locale's variant of a template: front matter and compiled parts."""
+
+    name: str
+    locale: str | None
+    html_path: Path
+    front: FrontMatter
+    subject: Template
+    preheader: Template | None
+    html: Template
+    text: Template | None
+
+
+def template_location(exc: BaseException, directory: Path) -> tuple[Path | None, int | None]:
+    """The template file and line an exception was raised from, if any."""
+    if isinstance(exc, TemplateSyntaxError):
+        path = Path(exc.filename) if exc.filename else None
+        return path, exc.lineno
+    found: tuple[Path | None, int | None] = (None, None)
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename.endswith(".j2"):
+            found = (Path(frame.filename), frame.lineno)
+    return found
+
+
+class TemplateLibrary:
+    """All templates of a project; compiles each (name, locale) once and caches it."""
+
+    def __init__(self, directory: Path, default_locale: str) -> None:
+        self.directory = directory
+        self.default_locale = default_locale
+        self._cache: dict[tuple[str, str], CompiledTemplate] = {}
+
+    @cached_property
+    def html_env(self) -> ImmutableSandboxedEnvironment:
+        return html_environment(self.directory)
+
+    @cached_property
+    def text_env(self) -> ImmutableSandboxedEnvironment:
+        return text_environment(self.directory)
+
+    def names(self) -> list[str]:
+        """Base template names (files ``<name>.html.j2`` at the top of templates/)."""
+        names = set()
+        for path in self.directory.glob(f"*{HTML_SUFFIX}"):
+            stem = path.name[: -len(HTML_SUFFIX)]
+            if "." not in stem:
+                names.add(stem)
+        return sorted(names)
+
+    def locales_of(self, name: str) -> list[str]:
+        """Locales with a dedicated file for template ``name``."""
+        out = []
+        for path in self.directory.glob(f"{name}.*{HTML_SUFFIX}"):
+            middle = path.name[len(name) + 1 : -len(HTML_SUFFIX)]
+            if middle and "." not in middle:
+                out.append(middle)
+        return sorted(out)
+
+    def _file(self, name: str, locale: str | None, suffix: str) -> str | None:
+        for candidate in ([f"{name}.{locale}{suffix}"] if locale else []) + [f"{name}{suffix}"]:
+            if (self.directory / candidate).is_file():
+                return candidate
+        return None
+
+    def get(self, name: str, locale: str | None) -> CompiledTemplate:
+        """The compiled template for ``name`` in the best available locale."""
+        key = (name, locale or "")
+        if key not in self._cache:
+            chain = locale_chain(locale, self.default_locale)
+            resolved = next(
+                (loc for loc in chain if (self.directory / f"{name}.{loc}{HTML_SUFFIX}").is_file()),
+                None,
+            )
+            self._cache[key] = self._compile(name, resolved)
+        return self._cache[key]
+
+    def _compile(self, name: str, locale: str | None) -> CompiledTemplate:
+        if not _NAME.match(name):
+            raise TemplateError(f"'{name}' is not a template name (lowercase, digits, _ and -)")
+        html_file = self._file(name, locale, HTML_SUFFIX)
+        if html_file is None:
+            raise TemplateError(
+                f"no template '{name}'",
+                path=self.directory / f"{name}{HTML_SUFFIX}",
+                hint="templates: " + (", ".join(self.names()) or "(none)"),
+            )
+        path = self.directory / html_file
+        front = read_front_matter(path, path.read_text(encoding="utf-8"))
+        if front is None:
+            raise TemplateError(
+                "the template has no front matter",
+                path=path,
+                line=1,
+                hint="start the file with ---, a 'subject:' line and ---",
+            )
+        text_file = self._file(name, locale, TEXT_SUFFIX)
+        try:
+            text = self.text_env.get_template(text_file or html_file)
+        except TemplateSyntaxError:
+            text = None  # the derived text template does not parse: convert per message
+        try:
+            return CompiledTemplate(
+                name=name,
+                locale=locale,
+                html_path=path,
+                front=front,
+                subject=self.text_env.from_string(front.subject),
+                preheader=self.text_env.from_string(front.preheader) if front.preheader else None,
+                html=self.html_env.get_template(html_file),
+                text=text,
+            )
+        except TemplateSyntaxError as exc:
+            where, line = template_location(exc, self.directory)
+            raise TemplateError(
+                f"syntax error: {exc.message}", path=where or path, line=line
+            ) from None

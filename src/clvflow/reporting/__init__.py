@@ -1,0 +1,1 @@
+"""Reports: run summaries for the terminal and the Prefect UI."""

@@ -1,0 +1,151 @@
+"""``clvflow validate``: every problem in a project, found before the first email leaves.
+
+Checks clvflow.yaml, prefect.yaml (each campaign's spec, its segment and template), every
+segment (compiled against the shop's columns), and every template: compiled for every
+locale of the shop and rendered for real sample customers of each campaign's segment in each
+locale (falling back to any customer of that locale), with the compliance check.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from clvflow.campaigns.catalog import load_campaigns
+from clvflow.compliance.secret import signing_key
+from clvflow.data.sources import ShopData, in_list, open_shop_data, quote_literal
+from clvflow.errors import ClvflowError, ConfigError, TemplateError
+from clvflow.personalization.promo import promo_row
+from clvflow.project.layout import Project
+from clvflow.rendering.composer import Composer
+from clvflow.rendering.templates import TemplateLibrary
+from clvflow.segments.catalog import SegmentCatalog, compile_segment
+from clvflow.segments.members import customer_rows, member_ids
+
+SAMPLES_PER_LOCALE = 3
+
+
+@dataclass
+class ValidationReport:
+    notes: list[str] = field(default_factory=list)
+    errors: list[ClvflowError] = field(default_factory=list)
+
+
+def validate_project(project: Project, as_of: dt.datetime) -> ValidationReport:
+    report = ValidationReport(notes=[f"{project.root / 'clvflow.yaml'}"])
+    try:
+        campaigns = load_campaigns(project.prefect_file)
+        report.notes.append(f"prefect.yaml: {len(campaigns)} campaign(s)")
+    except ClvflowError as exc:
+        report.errors.append(exc)
+        campaigns = {}
+    try:
+        catalog = SegmentCatalog.load(project.segments_dir)
+        data = open_shop_data(project)
+    except ClvflowError as exc:
+        report.errors.append(exc)
+        return report
+    members: dict[str, list[str]] = {}
+    for name in catalog.names():
+        try:
+            members[name] = member_ids(data, compile_segment(catalog, name, data, as_of))
+        except ClvflowError as exc:
+            report.errors.append(exc)
+    report.notes.append(f"segments: {len(members)} of {len(catalog.names())} compile")
+    library = TemplateLibrary(project.templates_dir, project.config.shop.default_locale)
+    shop = project.config.shop
+    for name in library.names():
+        translated = set(library.locales_of(name))
+        for locale in shop.locales:
+            try:
+                library.get(name, locale)
+            except TemplateError as exc:
+                report.errors.append(exc)
+            if locale != shop.default_locale and locale not in translated:
+                report.errors.append(
+                    TemplateError(
+                        f"no '{locale}' version: customers with locale {locale} would get "
+                        f"the {shop.default_locale} text",
+                        path=project.templates_dir / f"{name}.{locale}.html.j2",
+                        hint=f"add the file, or drop '{locale}' from shop.locales in clvflow.yaml",
+                    )
+                )
+    report.notes.append(
+        f"templates: {len(library.names())} parse in {len(project.config.shop.locales)} locale(s)"
+    )
+    key = signing_key(project.state_dir, allow_local=True)
+    composer = Composer(project.config.shop, data, library, key, as_of)
+    for campaign in campaigns.values():
+        spec = campaign.spec
+        where = f"campaign '{campaign.name}'"
+        if spec.segment not in catalog.segments:
+            report.errors.append(
+                ConfigError(
+                    f"{where} uses unknown segment '{spec.segment}'",
+                    path=project.prefect_file,
+                    line=campaign.line,
+                    hint="segments: " + ", ".join(catalog.names()),
+                )
+            )
+        if spec.template not in library.names():
+            report.errors.append(
+                ConfigError(
+                    f"{where} uses unknown template '{spec.template}'",
+                    path=project.prefect_file,
+                    line=campaign.line,
+                    hint="templates: " + ", ".join(library.names()),
+                )
+            )
+            continue
+        samples = _samples(data, members.get(spec.segment, []), project.config.shop.locales)
+        rows = customer_rows(data, samples, as_of)
+        promos = {
+            str(r["customer_id"]): promo_row(
+                spec.promo,
+                campaign.name,
+                "validate",
+                str(r["customer_id"]),
+                project.config.shop.currency,
+                as_of,
+            )
+            for r in rows
+            if spec.promo is not None
+        }
+        composed = composer.compose(
+            spec.template, campaign.name, [("validate", r) for r in rows], promos
+        )
+        failures = [c.error for c in composed if c.error is not None]
+        seen: set[str] = set()
+        for error in failures:
+            if error.render() not in seen:
+                seen.add(error.render())
+                report.errors.append(error)
+        report.notes.append(f"{where}: rendered for {len(composed)} sample customer(s)")
+    data.close()
+    return report
+
+
+def _samples(data: ShopData, member_list: list[str], locales: list[str]) -> list[str]:
+    """Up to a few members per locale; any customer of a locale with no member."""
+    if "locale" not in data.columns["customers"]:
+        return member_list[:SAMPLES_PER_LOCALE] or _any_customers(data, "", 1)
+    candidates = member_list[: SAMPLES_PER_LOCALE * 200]
+    by_locale: dict[str, list[str]] = {}
+    for cid, locale in data.rows(
+        f"{data.with_clause()}SELECT customer_id, locale FROM customers "
+        f"WHERE customer_id IN {in_list(candidates)} ORDER BY customer_id"
+    ):
+        by_locale.setdefault(str(locale), []).append(str(cid))
+    chosen: list[str] = []
+    for locale in locales:
+        picked = by_locale.get(locale, [])[:SAMPLES_PER_LOCALE]
+        chosen += picked or _any_customers(data, f"WHERE locale = {quote_literal(locale)} ", 1)
+    return list(dict.fromkeys(chosen))
+
+
+def _any_customers(data: ShopData, where: str, limit: int) -> list[str]:
+    rows = data.rows(
+        f"{data.with_clause()}SELECT customer_id FROM customers {where}"
+        f"ORDER BY customer_id LIMIT {limit}"
+    )
+    return [str(r[0]) for r in rows]

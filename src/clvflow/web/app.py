@@ -1,0 +1,34 @@
+"""The ASGI app (FastAPI): ``create_app(project)``; ``clvflow web`` serves it."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import FastAPI
+
+from clvflow.compliance.secret import signing_key
+from clvflow.ledger.store import Ledger
+from clvflow.project.layout import Project
+from clvflow.web import sendgrid_events, unsubscribe
+from clvflow.web.state import WebState
+
+PUBLIC_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
+
+
+def create_app(project: Project) -> FastAPI:
+    app = FastAPI(title="clvflow", docs_url=None, redoc_url=None, openapi_url=None)
+    cfg = project.config
+    app.state.clvflow = WebState(
+        project=project,
+        ledger=Ledger(project.ledger_url),
+        key=signing_key(project.state_dir, allow_local=cfg.delivery.backend == "outbox"),
+        webhook_public_key=os.environ.get(PUBLIC_KEY_ENV) or None,
+    )
+    app.include_router(unsubscribe.router)
+    app.include_router(sendgrid_events.router)
+
+    @app.get("/healthz")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,111 @@
+"""Shared fixtures: temporary projects built from {path: contents}, the tiny hand-made shop,
+a small generated demo shop, and one Prefect test harness for the whole session."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+# Prefect reads its settings at import: point it at a throwaway home before any test does.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="clvflow-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["CLVFLOW_SECRET_KEY"] = "test-signing-key-0123456789abcdef"
+os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+for _name in ("CLVFLOW_LEDGER_URL", "CLVFLOW_DELIVERY", "SENDGRID_API_HOST", "PREFECT_API_URL"):
+    os.environ.pop(_name, None)
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_SHOP = ROOT / "tests" / "data" / "tiny_shop"
+AS_OF = dt.datetime(2026, 11, 23, 12, 0)
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+BASE_CONFIG = """\
+shop:
+  name: Test Shop
+  url: https://shop.example
+  from_email: hello@shop.example
+  from_name: Test Shop
+  postal_address: 1 Test Street, 1000 Testville
+  timezone: Europe/Budapest
+  currency: EUR
+  default_locale: en
+  locales: [en, hu, ru]
+  unsubscribe:
+    base_url: https://shop.example/email
+    mailto: unsubscribe@shop.example
+data:
+  customers: data/customers.csv
+  orders: data/orders.csv
+  order_items: data/order_items.csv
+  products: data/products.csv
+ledger: sqlite:///.clvflow/ledger.db
+"""
+
+ProjectFactory = Callable[..., Path]
+
+
+def write_files(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> ProjectFactory:
+    """A project on the tiny hand-made shop; ``files`` adds or replaces files."""
+
+    def build(files: dict[str, str] | None = None, *, config: str = BASE_CONFIG) -> Path:
+        root = tmp_path / "project"
+        shutil.copytree(TINY_SHOP, root / "data", dirs_exist_ok=True)
+        (root / "segments").mkdir(parents=True, exist_ok=True)
+        (root / "templates").mkdir(parents=True, exist_ok=True)
+        write_files(root, {"clvflow.yaml": config, **(files or {})})
+        return root
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated demo shop (same generator as `clvflow demo`), as of AS_OF's day."""
+    from clvflow.demo.shop import ShopSize, generate_shop
+
+    folder = tmp_path_factory.mktemp("demo-data")
+    generate_shop(
+        folder, reference=AS_OF.date(), seed=7, size=ShopSize(customers=1200, orders=4800)
+    )
+    return folder
+
+
+@pytest.fixture
+def demo_project(tmp_path: Path, demo_data: Path) -> Path:
+    """A copy of the repository's own project (segments, templates, prefect.yaml)."""
+    root = tmp_path / "demo"
+    root.mkdir()
+    for name in ("segments", "templates", "flows"):
+        shutil.copytree(ROOT / name, root / name)
+    for name in ("clvflow.yaml", "prefect.yaml"):
+        shutil.copy(ROOT / name, root / name)
+    shutil.copytree(demo_data, root / "data")
+    manifest = {"reference": AS_OF.date().isoformat(), "seed": 7}
+    (root / "data" / "demo-shop.json").write_text(json.dumps(manifest))
+    return root
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """One Prefect test harness (a real local API server) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

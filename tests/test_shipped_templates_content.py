@@ -1,0 +1,439 @@
+"""The templates shipped in templates/ render for every locale with realistic data.
+
+Each campaign template has an English base file and Hungarian and Russian variants; these
+tests render all of them through the real TemplateLibrary and render_email (sandbox,
+autoescape, StrictUndefined, Babel filters, CSS inlining, derived text part) and check what
+a shop would care about: subjects, compliance footer, escaping, localized amounts and dates,
+and that missing optional data never breaks a render.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clvflow.rendering.render import RenderedEmail, check_compliance, render_email
+from clvflow.rendering.templates import TemplateLibrary
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+NAMES = [
+    "thank_you",
+    "win_back",
+    "vip_thanks",
+    "wedding_save_the_dates",
+    "wedding_invitations",
+    "wedding_day_of",
+    "wedding_thank_you_cards",
+    "points_expiry",
+]
+WEDDING = [n for n in NAMES if n.startswith("wedding_")]
+LOCALES = ["en", "hu", "ru"]
+
+# Typical (and longish) first names of the demo shop's customers.
+FIRST_NAMES = {"en": "Charlotte", "hu": "Zsófia", "ru": "Анастасия"}
+# Words that only the locale's own files (and its footer) contain.
+MARKERS = {
+    "en": ["Dear ", "Unsubscribe here"],
+    "hu": ["Kedves ", "leiratkozhatsz"],
+    "ru": ["Здравствуйте", "Отписаться от рассылки"],
+}
+CYRILLIC = re.compile(r"[А-Яа-яЁё]")
+HUNGARIAN_ONLY = re.compile(r"[őűŐŰ]")
+
+SHOP = {
+    "name": "Paper & Vows",
+    "url": "https://paperandvows.example",
+    "email": "hello@paperandvows.example",
+    "postal_address": "Paper & Vows Ltd, 14 Linden Court, London N1 7AB, United Kingdom",
+    "currency": "EUR",
+}
+UNSUBSCRIBE = (
+    "https://mail.paperandvows.example/unsubscribe/QzEwMDEfd2luX2JhY2s.Jx9kT2vQ?src=email&v=1"
+)
+
+
+def make_context(locale: str, **customer_overrides: Any) -> dict[str, Any]:
+    """A couple customer planning a wedding, with an order, recommendations and a promo."""
+    customer: dict[str, Any] = {
+        "customer_id": "C-10482",
+        "email": "customer@example.com",
+        "first_name": FIRST_NAMES[locale],
+        "last_name": {"en": "Walker", "hu": "Kovács", "ru": "Смирнова"}[locale],
+        "locale": locale,
+        "timezone": {"en": "Europe/London", "hu": "Europe/Budapest", "ru": "Europe/Moscow"}[locale],
+        "accepts_marketing": True,
+        "created_at": dt.datetime(2024, 3, 1, 10, 12),
+        "role": "couple",
+        "wedding_date": dt.date(2026, 9, 12),
+        "loyalty_points": 1250,
+        "points_expire_at": dt.datetime(2026, 2, 28, 23, 59, 59),
+        "orders_count": 12,
+        "total_spent": 1830.4,
+        "avg_order_value": 152.53,
+        "first_order_at": dt.datetime(2024, 3, 2, 19, 40),
+        "last_order_at": dt.datetime(2026, 1, 14, 18, 5),
+        "days_since_first_order": 684,
+        "days_since_last_order": 1,
+        "rfm_recency": 5,
+        "rfm_frequency": 5,
+        "rfm_monetary": 5,
+        "rfm_segment": "champions",
+        "historical_clv": 1830.4,
+        "last_order_id": "O-20931",
+    }
+    customer.update(customer_overrides)
+    order = {
+        "order_id": "O-20931",
+        "placed_at": dt.datetime(2026, 1, 14, 18, 5),
+        "total": 1234.5,
+        "currency": "EUR",
+        "items": [
+            {
+                "product_id": "P-11",
+                "name": "Gold Foil Invitation Suite",
+                "quantity": 2,
+                "unit_price": 59.9,
+                "url": "https://shop.example/p/gold-foil-invitation-suite",
+            },
+            {
+                "product_id": "P-14",
+                "name": "Botanical Menu Cards",
+                "quantity": 3,
+                "unit_price": 24.9,
+                "url": None,
+            },
+        ],
+    }
+    recommendations = [
+        {
+            "product_id": "P-12",
+            "name": "Gold Foil Place Cards",
+            "category": "place-cards",
+            "price": 14.9,
+            "url": "https://shop.example/p/gold-foil-place-cards",
+        },
+        {
+            "product_id": "P-19",
+            "name": "Eucalyptus Gift Wrap",
+            "category": "gift-wrap",
+            "price": 12.0,
+            "url": None,
+        },
+    ]
+    promo = {
+        "code": "WB-7KQ2-M9XD",
+        "discount_percent": 15,
+        "min_order": 50.0,
+        "currency": "EUR",
+        "expires_at": dt.datetime(2026, 2, 14, 23, 59, 59),
+    }
+    return {
+        "customer": customer,
+        "shop": dict(SHOP),
+        "campaign": {"name": "demo", "occurrence": "2026-01-15"},
+        "order": order,
+        "recommendations": recommendations,
+        "promo": promo,
+        "unsubscribe_url": UNSUBSCRIBE,
+        "locale": locale,
+        "currency": "EUR",
+        "now": dt.datetime(2026, 1, 15, 9, 30),
+    }
+
+
+@pytest.fixture(scope="module")
+def library() -> TemplateLibrary:
+    return TemplateLibrary(TEMPLATES, "en")
+
+
+def render(library: TemplateLibrary, name: str, context: dict[str, Any]) -> RenderedEmail:
+    email = render_email(library.get(name, context["locale"]), context)
+    check_compliance(email, UNSUBSCRIBE, SHOP["postal_address"], name)
+    return email
+
+
+def plain(markup: str) -> str:
+    """HTML with no-break spaces (Babel puts them in amounts and dates) as plain spaces."""
+    return markup.replace("&nbsp;", " ").replace("\xa0", " ").replace("\u202f", " ")
+
+
+# Amounts and dates as Babel formats them for each locale.
+MONEY = {
+    "en": {"total": "€1,234.50", "unit": "€59.90", "reco": "€14.90", "min": "€50.00"},
+    "hu": {"total": "1 234,50 EUR", "unit": "59,90 EUR", "reco": "14,90 EUR", "min": "50,00 EUR"},
+    "ru": {"total": "1 234,50 €", "unit": "59,90 €", "reco": "14,90 €", "min": "50,00 €"},
+}
+DATES = {
+    "en": {
+        "wedding": "September 12, 2026",
+        "promo": "February 14, 2026",
+        "points": "February 28, 2026",
+    },
+    "hu": {
+        "wedding": "2026. szeptember 12.",
+        "promo": "2026. február 14.",
+        "points": "2026. február 28.",
+    },
+    "ru": {
+        "wedding": "12 сентября 2026 г.",
+        "promo": "14 февраля 2026 г.",
+        "points": "28 февраля 2026 г.",
+    },
+}
+
+
+def test_every_template_has_english_hungarian_and_russian_files(library: TemplateLibrary) -> None:
+    assert set(NAMES) <= set(library.names())
+    for name in NAMES:
+        assert library.locales_of(name) == ["hu", "ru"]
+        for suffix in (".html.j2", ".hu.html.j2", ".ru.html.j2"):
+            path = TEMPLATES / f"{name}{suffix}"
+            assert path.read_text(encoding="utf-8").splitlines()[0] == "---", path
+    # The text part is derived from the HTML; no hand-written text parts are shipped.
+    assert not list(TEMPLATES.rglob("*.txt.j2"))
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("name", NAMES)
+def test_renders_a_compliant_localized_email(
+    library: TemplateLibrary, name: str, locale: str
+) -> None:
+    template = library.get(name, locale)
+    expected_file = f"{name}.html.j2" if locale == "en" else f"{name}.{locale}.html.j2"
+    assert template.html_path.name == expected_file
+    assert template.front.kind == "marketing"
+
+    email = render(library, name, make_context(locale))
+
+    first_name = FIRST_NAMES[locale]
+    assert email.subject
+    assert len(email.subject) <= 70, email.subject
+    assert "\r" not in email.subject and "\n" not in email.subject
+    assert first_name in email.subject
+    assert email.subject == email.subject.strip() and "!!" not in email.subject
+    assert not any(word.isupper() and len(word) > 4 for word in email.subject.split())
+    assert email.preheader
+
+    html = email.html
+    assert f'<html lang="{locale}"' in html
+    assert "<style" not in html
+    assert "&lt;" not in html  # nothing double-escaped
+    assert 'href="https://mail.paperandvows.example/unsubscribe/' in html
+    assert "Paper &amp; Vows Ltd, 14 Linden Court, London N1 7AB, United Kingdom" in html
+    assert first_name in html
+    for marker in MARKERS[locale]:
+        assert marker in html, marker
+    for other in set(LOCALES) - {locale}:
+        assert MARKERS[other][0] not in html
+    if locale == "ru":
+        assert CYRILLIC.search(email.subject) and CYRILLIC.search(html)
+    else:
+        assert not CYRILLIC.search(html.replace(first_name, ""))
+    if locale == "hu":
+        assert HUNGARIAN_ONLY.search(html)
+
+    # The derived text part keeps headings, paragraphs and links, and no layout-table debris.
+    text = email.text
+    assert f"# {MARKERS[locale][0]}" in text and first_name in text
+    assert UNSUBSCRIBE in text
+    lines = text.splitlines()
+    assert "---" not in lines and not any(line.startswith("| ") for line in lines)
+    assert "None" not in text
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("name", NAMES)
+def test_a_hostile_first_name_is_escaped(library: TemplateLibrary, name: str, locale: str) -> None:
+    hostile = "<script>alert(1)</script>"
+    email = render(library, name, make_context(locale, first_name=hostile))
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in email.html
+    assert "<script" not in email.html.lower()
+    # The subject is a plain-text header: not HTML-escaped, but still one line.
+    assert hostile in email.subject and "\n" not in email.subject
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_thank_you_summarizes_the_order_and_recommends_products(
+    library: TemplateLibrary, locale: str
+) -> None:
+    email = render(library, "thank_you", make_context(locale))
+    html = plain(email.html)
+    for item in ("Gold Foil Invitation Suite", "Botanical Menu Cards"):
+        assert item in html
+    assert ">2</td>" in html and ">3</td>" in html
+    assert "O-20931" in html
+    assert MONEY[locale]["unit"] in html
+    assert MONEY[locale]["total"] in html
+    # The upsell block with both recommendations, prices formatted for the locale.
+    assert "Gold Foil Place Cards" in html and "Eucalyptus Gift Wrap" in html
+    assert MONEY[locale]["reco"] in html
+    heading = {
+        "en": "Customers who bought this also bought",
+        "hu": "Akik ezt vásárolták",
+        "ru": "Вместе с этим часто покупают",
+    }[locale]
+    assert heading in html
+    # Category slugs are shown with a localized label.
+    label = {"en": "Place cards", "hu": "Ültetőkártyák", "ru": "Карточки рассадки"}[locale]
+    assert label in html
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_thank_you_without_recommendations_has_no_upsell_block(
+    library: TemplateLibrary, locale: str
+) -> None:
+    context = make_context(locale)
+    context["recommendations"] = []
+    html = render(library, "thank_you", context).html
+    assert "Gold Foil Invitation Suite" in html
+    assert 'class="products"' not in html
+
+
+def test_money_is_formatted_for_the_locale(library: TemplateLibrary) -> None:
+    en, hu, ru = (plain(render(library, "thank_you", make_context(loc)).html) for loc in LOCALES)
+    assert "€1,234.50" in en
+    assert re.search(r"1 234,50 EUR", hu)  # Babel puts the ISO code after the number for hu
+    assert re.search(r"1 234,50 €", ru)
+    assert "€1,234.50" not in hu and "€1,234.50" not in ru
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_win_back_shows_the_promo_code(library: TemplateLibrary, locale: str) -> None:
+    email = render(library, "win_back", make_context(locale))
+    html = plain(email.html)
+    assert "WB-7KQ2-M9XD" in html
+    percent = {"en": "15%", "hu": "15%", "ru": "15 %"}[locale]
+    assert percent in html and percent in plain(email.subject)
+    assert MONEY[locale]["min"] in html
+    assert DATES[locale]["promo"] in html
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_win_back_without_a_promo_still_reads_well(library: TemplateLibrary, locale: str) -> None:
+    context = make_context(locale)
+    context["promo"] = None
+    email = render(library, "win_back", context)
+    assert "WB-7KQ2-M9XD" not in email.html
+    assert "%" not in email.subject
+    assert 'class="button"' in email.html
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_vip_thanks_mentions_the_orders_and_offers_no_discount(
+    library: TemplateLibrary, locale: str
+) -> None:
+    email = render(library, "vip_thanks", make_context(locale))
+    words = {"en": "12 orders", "hu": "12 alkalommal", "ru": "12 заказов"}[locale]
+    assert words in email.text
+    assert "WB-7KQ2-M9XD" not in email.html  # even though the context has a promo
+    for text in (email.subject, email.text):
+        assert "%" not in text
+        assert not re.search(r"discount|% off|kedvezmény|скидк", text, re.IGNORECASE)
+
+
+@pytest.mark.parametrize(
+    ("count", "words"), [(21, "21 заказ "), (3, "3 заказа "), (11, "11 заказов ")]
+)
+def test_russian_order_counts_take_the_right_plural(
+    library: TemplateLibrary, count: int, words: str
+) -> None:
+    email = render(library, "vip_thanks", make_context("ru", orders_count=count))
+    assert words in email.text
+
+
+@pytest.mark.parametrize(
+    ("points", "words"),
+    [(1, "1 бонусный балл"), (22, "22 бонусных балла"), (1250, "1 250 бонусных баллов")],
+)
+def test_russian_points_take_the_right_plural(
+    library: TemplateLibrary, points: int, words: str
+) -> None:
+    email = render(library, "points_expiry", make_context("ru", loyalty_points=points))
+    assert words in plain(email.html)
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("name", WEDDING)
+def test_wedding_templates_show_the_wedding_date(
+    library: TemplateLibrary, name: str, locale: str
+) -> None:
+    html = render(library, name, make_context(locale)).html
+    if name != "wedding_thank_you_cards":  # the date is past there; no countdown card
+        assert DATES[locale]["wedding"] in plain(html)
+
+
+BRIDESMAID = {"en": "help the couple", "hu": "koszorúslányként", "ru": "подружка невесты"}
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize(
+    "name", ["wedding_save_the_dates", "wedding_invitations", "wedding_day_of"]
+)
+def test_one_sentence_is_tailored_to_a_bridesmaid(
+    library: TemplateLibrary, name: str, locale: str
+) -> None:
+    couple = render(library, name, make_context(locale, role="couple")).text
+    bridesmaid = render(library, name, make_context(locale, role="bridesmaid")).text
+    marker = BRIDESMAID[locale]
+    if name == "wedding_invitations" and locale == "ru":
+        marker = "помочь паре"
+    if name == "wedding_day_of" and locale == "en":
+        marker = "a bridesmaid can be a real help to the couple"
+    assert marker.lower() in bridesmaid.lower()
+    assert marker.lower() not in couple.lower()
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_points_expiry_shows_the_balance_and_the_expiry_date(
+    library: TemplateLibrary, locale: str
+) -> None:
+    email = render(library, "points_expiry", make_context(locale))
+    html = plain(email.html)
+    assert {"en": "1,250", "hu": "1 250", "ru": "1 250"}[locale] in html
+    assert DATES[locale]["points"] in html
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("name", NAMES)
+def test_missing_optional_data_never_breaks_a_render(
+    library: TemplateLibrary, name: str, locale: str
+) -> None:
+    """A customer without name, role, wedding, points or orders; no order, promo or products."""
+    context = make_context(
+        locale,
+        first_name=None,
+        role=None,
+        wedding_date=None,
+        loyalty_points=None,
+        points_expire_at=None,
+        orders_count=None,
+        first_order_at=None,
+        last_order_at=None,
+        last_order_id=None,
+    )
+    context.update(order=None, promo=None, recommendations=[])
+    email = render(library, name, context)
+    assert email.subject and email.subject[0].isupper()
+    assert not email.subject.startswith(",")
+    assert "None" not in email.subject and "None" not in email.text
+    assert "None" not in (email.preheader or "")
+
+
+@pytest.mark.parametrize(
+    ("locale", "file"), [("en-GB", "thank_you.html.j2"), ("hu-HU", "thank_you.hu.html.j2")]
+)
+def test_regional_locales_use_the_language_file(
+    library: TemplateLibrary, locale: str, file: str
+) -> None:
+    template = library.get("thank_you", locale)
+    assert template.html_path.name == file
+    context = make_context(locale[:2])
+    context["locale"] = locale
+    email = render_email(template, context)
+    assert f'<html lang="{locale}"' in email.html
+    check_compliance(email, UNSUBSCRIBE, SHOP["postal_address"], "thank_you")
