@@ -41,7 +41,7 @@ def test_flow_run_sends_and_publishes_artifacts(
     assert second["skipped"]["already_sent"] == 4
 
     runs, artifacts = asyncio.run(_flow_runs_and_artifacts())
-    ours = [r for r in runs if r.name.startswith("everyone @ 2026-11-23T12:00")]
+    ours = [r for r in runs if r.name == "everyone · once · 2026-11-23 12:00"]
     assert len(ours) >= 2
     assert all(r.state is not None and r.state.is_completed() for r in ours)
     keys = {a.key for a in artifacts if a.key}

@@ -12,6 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from clvflow.campaigns.catalog import load_campaigns
+from clvflow.campaigns.checks import check_deployments
 from clvflow.compliance.secret import signing_key
 from clvflow.data.sources import ShopData, in_list, open_shop_data, quote_literal
 from clvflow.errors import ClvflowError, ConfigError, TemplateError
@@ -36,6 +37,7 @@ def validate_project(project: Project, as_of: dt.datetime) -> ValidationReport:
     try:
         campaigns = load_campaigns(project.prefect_file)
         report.notes.append(f"prefect.yaml: {len(campaigns)} campaign(s)")
+        report.errors.extend(check_deployments(project.root, project.prefect_file, campaigns))
     except ClvflowError as exc:
         report.errors.append(exc)
         campaigns = {}
@@ -87,15 +89,17 @@ def validate_project(project: Project, as_of: dt.datetime) -> ValidationReport:
                     hint="segments: " + ", ".join(catalog.names()),
                 )
             )
-        if spec.template not in library.names():
+        unknown = [t for t in spec.templates if t not in library.names()]
+        for template in unknown:
             report.errors.append(
                 ConfigError(
-                    f"{where} uses unknown template '{spec.template}'",
+                    f"{where} uses unknown template '{template}'",
                     path=project.prefect_file,
                     line=campaign.line,
                     hint="templates: " + ", ".join(library.names()),
                 )
             )
+        if unknown:
             continue
         samples = _samples(data, members.get(spec.segment, []), project.config.shop.locales)
         rows = customer_rows(data, samples, as_of)
@@ -111,9 +115,13 @@ def validate_project(project: Project, as_of: dt.datetime) -> ValidationReport:
             for r in rows
             if spec.promo is not None
         }
-        composed = composer.compose(
-            spec.template, campaign.name, [("validate", r) for r in rows], promos
-        )
+        composed = [
+            item
+            for template in spec.templates
+            for item in composer.compose(
+                template, campaign.name, [("validate", r) for r in rows], promos
+            )
+        ]
         failures = [c.error for c in composed if c.error is not None]
         seen: set[str] = set()
         for error in failures:

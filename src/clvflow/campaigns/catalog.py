@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from clvflow.campaigns.params import CampaignSpec
@@ -19,6 +19,15 @@ class Campaign:
     entrypoint: str
     schedules: tuple[dict[str, object], ...]
     line: int | None
+    triggers: tuple[dict[str, object], ...] = ()
+    tags: tuple[str, ...] = ()
+    description: str = ""
+    parameters: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def triggered(self) -> bool:
+        """Started by events (e.g. an order placed), not by the segment on a schedule."""
+        return bool(self.triggers)
 
 
 def load_campaigns(prefect_file: Path) -> dict[str, Campaign]:
@@ -55,12 +64,17 @@ def load_campaigns(prefect_file: Path) -> dict[str, Campaign]:
             )
         spec = _spec(doc, params["spec"], (*loc, "parameters", "spec"))
         schedules = tuple(s for s in raw.get("schedules") or [] if isinstance(s, dict))
+        triggers = tuple(t for t in raw.get("triggers") or [] if isinstance(t, dict))
         out[name] = Campaign(
             name=name,
             spec=spec,
             entrypoint=str(raw.get("entrypoint", "")),
             schedules=schedules,
             line=doc.line_of(loc),
+            triggers=triggers,
+            tags=tuple(str(t) for t in raw.get("tags") or []),
+            description=str(raw.get("description") or ""),
+            parameters={k: v for k, v in params.items() if k != "spec"},
         )
     return out
 

@@ -7,9 +7,10 @@ import datetime as dt
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 _EVERY = re.compile(r"^\s*(\d+)\s+(day|week)s?\s*$")
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$"
 
 
 def _check_every(text: str) -> str:
@@ -46,13 +47,71 @@ class PromoSpec(BaseModel):
     prefix: str = Field(default="CLV", pattern=r"^[A-Z0-9]{2,10}$")
 
 
+class Variant(BaseModel):
+    """One arm of an A/B test: its own template, and its share of the recipients."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=_NAME, description="Recorded in the ledger (messages.variant).")
+    template: str = Field(description="Template name (templates/<name>.html.j2).")
+    weight: float = Field(default=1, gt=0, description="Relative share of the recipients.")
+
+
+def _parse_clock(text: str) -> dt.time:
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", text.strip())
+    if not match:
+        raise ValueError(f"'{text}' is not a time of day such as '09:00' or '20:30'")
+    return dt.time(int(match.group(1)), int(match.group(2)))
+
+
+def _check_clock(text: str) -> str:
+    _parse_clock(text)
+    return text
+
+
+Clock = Annotated[str, AfterValidator(_check_clock)]
+
+
+class SendWindow(BaseModel):
+    """Send only between ``start`` and ``end`` in the customer's own time zone (the
+    ``timezone`` column, else the shop's). A message outside the window waits for a later
+    run; it is not dropped. ``end`` before ``start`` spans midnight."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: Clock = Field(description="Local time of day, 'HH:MM', inclusive.")
+    end: Clock = Field(description="Local time of day, 'HH:MM', exclusive.")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> SendWindow:
+        if self.start_time == self.end_time:
+            raise ValueError("start and end are equal: the window would never open")
+        return self
+
+    @property
+    def start_time(self) -> dt.time:
+        return _parse_clock(self.start)
+
+    @property
+    def end_time(self) -> dt.time:
+        return _parse_clock(self.end)
+
+    def contains(self, local: dt.time) -> bool:
+        start, end = self.start_time, self.end_time
+        if start < end:
+            return start <= local < end
+        return local >= start or local < end
+
+
 class CampaignSpec(BaseModel):
     """What a campaign sends, to whom, how often."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     segment: str = Field(description="Segment name (a file in segments/).")
-    template: str = Field(description="Template name (templates/<name>.html.j2).")
+    template: str = Field(
+        description="Template name (templates/<name>.html.j2); used unless variants are set."
+    )
     resend: ResendPolicy = Field(
         default="once",
         description="'once', 'per_order', or {every: '30 days'}.",
@@ -63,8 +122,50 @@ class CampaignSpec(BaseModel):
         le=50,
         description="Share of eligible customers withheld to measure uplift.",
     )
+    variants: list[Variant] = Field(
+        default_factory=list,
+        description="A/B test: each recipient gets one variant, by a stable hash of customer "
+        "and campaign, in proportion to the weights. Empty: everyone gets 'template'.",
+    )
+    send_window: SendWindow | None = Field(
+        default=None, description="Send only at these local hours of the customer."
+    )
+    attribution_days: int = Field(
+        default=5,
+        ge=1,
+        le=90,
+        description="An order placed this many days after the send counts for the campaign.",
+    )
     promo: PromoSpec | None = None
     batch_size: int | None = Field(default=None, ge=1, le=100_000)
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="Processes that render and send batches at once (they share the ledger).",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_variants(self) -> CampaignSpec:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must differ: {names}")
+        if len(self.variants) == 1:
+            raise ValueError("one variant is no A/B test: give two or more, or none")
+        return self
+
+    @property
+    def templates(self) -> list[str]:
+        """Every template the campaign may send (one per variant, or the one template)."""
+        if self.variants:
+            return list(dict.fromkeys(v.template for v in self.variants))
+        return [self.template]
+
+    def template_of(self, variant: str | None) -> str:
+        for v in self.variants:
+            if v.name == variant:
+                return v.template
+        return self.template
 
     def occurrence(self, as_of: dt.datetime) -> str:
         """The campaign occurrence of a run at ``as_of`` (per_order is decided per customer)."""

@@ -2,6 +2,10 @@
 
 Each stage is a method, so the Prefect flow can wrap stages in tasks and tests can call
 them without Prefect. ``run_campaign`` chains them for plain use.
+
+A batch needs nothing from the run that planned it but the ledger rows it claimed: a
+``CampaignRun`` opened in another process with the same ``run_id`` (``worker=True``)
+loads the batch's customers itself and sends it, so batches can fan out over processes.
 """
 
 from __future__ import annotations
@@ -11,71 +15,39 @@ import math
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 
 from clvflow.campaigns.catalog import Campaign
+from clvflow.campaigns.summary import BatchResult, RunSummary
+from clvflow.campaigns.variants import assign_variants
+from clvflow.campaigns.window import outside_window
 from clvflow.compliance.secret import signing_key
 from clvflow.data.sources import ShopData, open_shop_data
 from clvflow.delivery.base import SendAbortedError, Sender, SendResult
 from clvflow.delivery.message import OutgoingMessage
 from clvflow.delivery.senders import open_sender
 from clvflow.ledger.store import Claim, Ledger, Outcome
+from clvflow.personalization.orders import OrderView
 from clvflow.personalization.promo import promo_row
 from clvflow.planning.plan import Plan, plan_run
 from clvflow.project.layout import Project
 from clvflow.rendering.composer import Composer
 from clvflow.rendering.templates import TemplateLibrary
 from clvflow.segments.catalog import SegmentCatalog, compile_segment
-from clvflow.segments.members import member_frame, records
+from clvflow.segments.members import customer_rows, member_frame, records
+
+__all__ = ["BatchResult", "CampaignRun", "RunSummary", "run_campaign"]
+
+WAITING = "outside_send_window"
 
 
 def local_now(timezone: str) -> dt.datetime:
     """Now in the shop's time zone, as a naive local timestamp like the shop's data."""
     return dt.datetime.now(ZoneInfo(timezone)).replace(tzinfo=None, microsecond=0)
-
-
-@dataclass
-class RunSummary:
-    campaign: str
-    run_id: str
-    as_of: dt.datetime
-    dry_run: bool
-    segment: str
-    members: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    holdout: int = 0
-    planned: int = 0
-    sent: int = 0
-    failed: int = 0
-    unknown: int = 0
-    earlier_unknown: int = 0
-    released: int = 0
-    failures: Counter[str] = field(default_factory=Counter)
-    by_locale: Counter[str] = field(default_factory=Counter)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "campaign": self.campaign,
-            "run_id": self.run_id,
-            "as_of": self.as_of.isoformat(),
-            "dry_run": self.dry_run,
-            "segment": self.segment,
-            "members": self.members,
-            "skipped": dict(self.skipped),
-            "holdout": self.holdout,
-            "planned": self.planned,
-            "sent": self.sent,
-            "failed": self.failed,
-            "unknown": self.unknown,
-            "earlier_unknown": self.earlier_unknown,
-            "released": self.released,
-            "failures": dict(self.failures),
-            "by_locale": dict(self.by_locale),
-        }
 
 
 class CampaignRun:
@@ -90,6 +62,7 @@ class CampaignRun:
         dry_run: bool = False,
         run_id: str | None = None,
         sender: Sender | None = None,
+        worker: bool = False,
     ) -> None:
         self.project = project
         self.campaign = campaign
@@ -98,6 +71,7 @@ class CampaignRun:
         self.as_of = (as_of or local_now(cfg.shop.timezone)).replace(tzinfo=None)
         self.dry_run = dry_run
         self.run_id = run_id or uuid.uuid4().hex
+        self.worker = worker
         self.batch_size = self.spec.batch_size or cfg.limits.batch_size
         self.lease_seconds = cfg.limits.run_lease_seconds
         self.summary = RunSummary(
@@ -106,18 +80,23 @@ class CampaignRun:
             as_of=self.as_of,
             dry_run=dry_run,
             segment=self.spec.segment,
+            occurrence=self.spec.occurrence(self.as_of),
         )
         self._sender = sender
         self.data: ShopData | None = None
         self.ledger: Ledger | None = None
         self.members: pd.DataFrame | None = None
+        self.orders: dict[str, OrderView] = {}  # the triggering order, when there is one
         self._rows: dict[str, dict[str, Any]] = {}
+        self._variants: dict[str, str | None] = {}
+        self._waiting: list[tuple[str, str, str]] = []
 
     # -- lifecycle ----------------------------------------------------------------------
     def __enter__(self) -> CampaignRun:
         cfg = self.project.config
         self.templates = TemplateLibrary(self.project.templates_dir, cfg.shop.default_locale)
-        self.kind = self.templates.get(self.spec.template, None).front.kind
+        kinds = {self.templates.get(name, None).front.kind for name in self.spec.templates}
+        self.kind = "marketing" if "marketing" in kinds else "transactional"
         self.segments = SegmentCatalog.load(self.project.segments_dir)
         self.segments.get(self.spec.segment)
         self.key = signing_key(self.project.state_dir, allow_local=cfg.delivery.backend == "outbox")
@@ -155,6 +134,13 @@ class CampaignRun:
         self.summary.members = len(self.members)
         return self.members
 
+    def use_members(self, members: pd.DataFrame, orders: dict[str, OrderView]) -> None:
+        """Plan for these members instead of the segment's (a triggered run: one customer
+        and the order that triggered it)."""
+        self.members = members
+        self.orders = dict(orders)
+        self.summary.members = len(members)
+
     def plan(self) -> Plan:
         assert self.ledger is not None
         if not self.dry_run:
@@ -174,7 +160,23 @@ class CampaignRun:
         )
         self.summary.skipped = plan.skipped_by_reason()
         self.summary.holdout = len(plan.holdout)
+        late = outside_window(
+            plan.send, self.spec.send_window, self.as_of, self.project.config.shop.timezone
+        )
+        if late.any():
+            waiting = plan.send[late]
+            self._waiting = [
+                (str(occ), str(cid), WAITING)
+                for occ, cid in zip(waiting["occurrence"], waiting["customer_id"], strict=True)
+            ]
+            plan.send = plan.send[~late]
+        self.summary.waiting = len(self._waiting)
         self.summary.planned = len(plan.send)
+        ids = [str(c) for c in plan.send["customer_id"]]
+        self._variants = dict(
+            zip(ids, assign_variants(self.campaign.name, ids, self.spec.variants), strict=True)
+        )
+        self.summary.planned_by_variant = Counter(v for v in self._variants.values() if v)
         return plan
 
     def claim(self, plan: Plan) -> list[Claim]:
@@ -196,72 +198,118 @@ class CampaignRun:
             False,
             self.lease_seconds,
         )
-        ledger.record_skips(self.run_id, self.campaign.name, plan.skips)
+        ledger.record_skips(self.run_id, self.campaign.name, [*plan.skips, *self._waiting])
         ledger.claim(self.run_id, self.campaign.name, self._claim_rows(plan.holdout), "holdout")
         claims = ledger.claim(self.run_id, self.campaign.name, self._claim_rows(plan.send))
         lost = len(plan.send) - len(claims)
         if lost:
             self.summary.skipped["claimed_by_another_run"] += lost
             self.summary.planned -= lost
+            won = {c.customer_id for c in claims}
+            self.summary.planned_by_variant = Counter(
+                v for c, v in self._variants.items() if v and c in won
+            )
         return claims
 
+    def record_reasons(self, items: Sequence[tuple[str, str, str]]) -> None:
+        """(occurrence, customer, reason) of members that get no message, recorded without
+        planning (a triggered run whose customer or order nobody knows)."""
+        for _, _, reason in items:
+            self.summary.skipped[reason] += 1
+        if self.dry_run or self.ledger is None:
+            return
+        self.ledger.start_run(
+            self.run_id,
+            self.campaign.name,
+            self.summary.occurrence,
+            self.as_of,
+            False,
+            self.lease_seconds,
+        )
+        self.ledger.record_skips(self.run_id, self.campaign.name, list(items))
+
     def _claim_rows(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
-        return [
-            {
-                "occurrence": str(occ),
-                "customer_id": str(cid),
-                "email": str(email),
-                "kind": self.kind,
-                "template": self.spec.template,
-                "locale": None if pd.isna(loc) else str(loc),
-            }
-            for occ, cid, email, loc in zip(
-                frame["occurrence"],
-                frame["customer_id"],
-                frame["email"],
-                frame["locale"] if "locale" in frame else [None] * len(frame),
-                strict=True,
+        rows = []
+        for occ, cid, email, loc in zip(
+            frame["occurrence"],
+            frame["customer_id"],
+            frame["email"],
+            frame["locale"] if "locale" in frame else [None] * len(frame),
+            strict=True,
+        ):
+            variant = self._variants.get(str(cid))
+            rows.append(
+                {
+                    "occurrence": str(occ),
+                    "customer_id": str(cid),
+                    "email": str(email),
+                    "kind": self.kind,
+                    "template": self.spec.template_of(variant),
+                    "variant": variant,
+                    "locale": None if pd.isna(loc) else str(loc),
+                }
             )
-        ]
+        return rows
 
     def batches(self, claims: Sequence[Claim]) -> list[list[Claim]]:
         size = self.batch_size
         return [list(claims[i : i + size]) for i in range(0, len(claims), size)]
 
-    def send_batch(self, batch: Sequence[Claim]) -> tuple[int, int]:
-        """Render and send one batch; record every outcome. Returns (sent, failed).
+    def _load_batch(self, batch: Sequence[Claim]) -> None:
+        """In a worker: the batch's customers (and variants) from the shop's data."""
+        assert self.data is not None
+        missing = [c.customer_id for c in batch if c.customer_id not in self._rows]
+        if not missing:
+            return
+        rows = customer_rows(self.data, missing, self.as_of)
+        by_claim = {c.customer_id: c for c in batch}
+        for row in rows:
+            cid = str(row["customer_id"])
+            self._rows[cid] = {**row, "occurrence": by_claim[cid].occurrence}
+        variants = assign_variants(self.campaign.name, missing, self.spec.variants)
+        self._variants.update(zip(missing, variants, strict=True))
+
+    def send_batch(self, batch: Sequence[Claim]) -> BatchResult:
+        """Render and send one batch; record every outcome.
 
         If the backend refuses the whole run (bad key), what was sent is recorded, the
         messages never handed over are released, and the error propagates.
         """
         assert self.data is not None and self.ledger is not None
-        messages, failures = self.render_batch(batch)
+        self._load_batch(batch)
+        messages, failures, tags = self.render_batch(batch)
         results: list[SendResult] = []
         if not self.dry_run:
             self.ledger.mark_sending([m.message_id for m in messages])
             try:
                 results = self.sender.send_batch(messages)
             except SendAbortedError as stop:
-                self._record(stop.results, messages, failures)
+                self.summary.add(self._record(stop.results, messages, failures, tags))
                 done = {r.message_id for r in stop.results}
                 self.ledger.revert_sending(
                     [m.message_id for m in messages if m.message_id not in done]
                 )
                 raise
             self.ledger.renew_lease(self.run_id, self.lease_seconds)
-        return self._record(results, messages, failures)
+        result = self._record(results, messages, failures, tags)
+        self.summary.add(result)
+        return result
 
     def _record(
         self,
         results: Sequence[SendResult],
         messages: Sequence[OutgoingMessage],
         failures: list[Outcome],
-    ) -> tuple[int, int]:
+        tags: dict[int, tuple[str, str]],
+    ) -> BatchResult:
+        """Store the outcomes; ``tags`` maps a message to its (locale, variant)."""
         assert self.ledger is not None
+        if self.dry_run:
+            results = [SendResult(m.message_id, "sent") for m in messages]
+        by_id = {m.message_id: m for m in messages}
         outcomes = [
             Outcome(r.message_id, r.status, r.reason, r.provider_id) for r in results
         ] + failures
-        by_id = {m.message_id: m for m in messages}
         outcomes = [
             Outcome(
                 o.message_id,
@@ -274,55 +322,109 @@ class CampaignRun:
         ]
         if not self.dry_run:
             self.ledger.record(outcomes)
-        sent = len(messages) if self.dry_run else sum(o.status == "sent" for o in outcomes)
-        failed = sum(o.status == "failed" for o in outcomes)
+        result = BatchResult()
         for o in outcomes:
-            if o.status == "failed":
-                self.summary.failures[(o.reason or "unknown")[:80]] += 1
-        self.summary.sent += sent
-        self.summary.failed += failed
-        self.summary.unknown += sum(o.status == "unknown" for o in outcomes)
-        return sent, failed
+            locale, variant = tags.get(o.message_id, ("", ""))
+            if o.status == "sent":
+                result.sent += 1
+                result.by_locale[locale] += 1
+                if variant:
+                    result.by_variant[variant] += 1
+            elif o.status == "failed":
+                result.failed += 1
+                result.failures[(o.reason or "unknown")[:80]] += 1
+                if variant:
+                    result.failed_by_variant[variant] += 1
+            elif o.status == "unknown":
+                result.unknown += 1
+        return result
 
     def release_unsent(self, claims: Sequence[Claim]) -> None:
         """After an abort: give back every claim that was never handed to the sender."""
         if self.ledger is not None and not self.dry_run:
             self.summary.released += self.ledger.release([c.id for c in claims])
 
-    def render_batch(self, batch: Sequence[Claim]) -> tuple[list[OutgoingMessage], list[Outcome]]:
+    def render_batch(
+        self, batch: Sequence[Claim]
+    ) -> tuple[list[OutgoingMessage], list[Outcome], dict[int, tuple[str, str]]]:
+        """Messages for the batch (each variant with its template), render failures, and
+        each message's (locale, variant)."""
         cfg = self.project.config
-        composed = self.composer.compose(
-            self.spec.template,
-            self.campaign.name,
-            [(c.occurrence, self._rows[c.customer_id]) for c in batch],
-            self._promos(batch),
-        )
+        promos = self._promos(batch)
+        groups: dict[str | None, list[Claim]] = {}
+        for claim in batch:
+            groups.setdefault(self._variants.get(claim.customer_id), []).append(claim)
         messages: list[OutgoingMessage] = []
         failures: list[Outcome] = []
-        for claim, item in zip(batch, composed, strict=True):
-            if item.email is None:
-                failures.append(Outcome(claim.id, "failed", f"render: {item.error}"[:500]))
-                continue
-            self.summary.by_locale[item.locale] += 1
-            messages.append(
-                OutgoingMessage(
-                    message_id=claim.id,
-                    campaign=self.campaign.name,
-                    occurrence=claim.occurrence,
-                    customer_id=claim.customer_id,
-                    to_email=claim.email,
-                    to_name=display_name(self._rows[claim.customer_id]),
-                    from_email=cfg.shop.from_email,
-                    from_name=cfg.shop.from_name,
-                    reply_to=cfg.shop.reply_to,
-                    subject=item.email.subject,
-                    html=item.email.html,
-                    text=item.email.text,
-                    headers=item.headers,
-                    categories=(self.campaign.name,),
-                )
+        tags: dict[int, tuple[str, str]] = {}
+        for variant, claims in groups.items():
+            composed = self.composer.compose(
+                self.spec.template_of(variant),
+                self.campaign.name,
+                [(c.occurrence, self._rows[c.customer_id]) for c in claims],
+                promos,
+                orders=self.orders or None,
             )
-        return messages, failures
+            for claim, item in zip(claims, composed, strict=True):
+                tags[claim.id] = (item.locale, variant or "")
+                if item.email is None:
+                    failures.append(Outcome(claim.id, "failed", f"render: {item.error}"[:500]))
+                    continue
+                headers = dict(item.headers)
+                if variant:
+                    headers["X-Clvflow-Variant"] = variant
+                messages.append(
+                    OutgoingMessage(
+                        message_id=claim.id,
+                        campaign=self.campaign.name,
+                        occurrence=claim.occurrence,
+                        customer_id=claim.customer_id,
+                        to_email=claim.email,
+                        to_name=display_name(self._rows[claim.customer_id]),
+                        from_email=cfg.shop.from_email,
+                        from_name=cfg.shop.from_name,
+                        reply_to=cfg.shop.reply_to,
+                        subject=item.email.subject,
+                        html=item.email.html,
+                        text=item.email.text,
+                        headers=headers,
+                        categories=(self.campaign.name,),
+                    )
+                )
+        return messages, failures, tags
+
+    def write_samples(self, claims: Sequence[Claim]) -> dict[str, str]:
+        """Render the first message of each variant into ``.clvflow/samples/`` (linked from
+        the run's summary); nothing is sent or recorded."""
+        firsts: dict[str | None, Claim] = {}
+        for claim in claims:
+            firsts.setdefault(self._variants.get(claim.customer_id), claim)
+        folder = self.project.state_dir / "samples" / _safe(self.campaign.name)
+        out: dict[str, str] = {}
+        for variant, claim in firsts.items():
+            item = self.composer.compose(
+                self.spec.template_of(variant),
+                self.campaign.name,
+                [(claim.occurrence, self._rows[claim.customer_id])],
+                self._sample_promo(claim),
+                orders=self.orders or None,
+            )[0]
+            if item.email is None:
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{self.run_id[:12]}-{_safe(variant or 'default')}.html"
+            path.write_text(item.email.html, encoding="utf-8")
+            out[variant or ""] = str(path)
+        self.summary.samples = out
+        return out
+
+    def _sample_promo(self, claim: Claim) -> dict[str, dict[str, Any]]:
+        spec = self.spec.promo
+        if spec is None:
+            return {}
+        currency = self.project.config.shop.currency
+        row = promo_row(spec, self.campaign.name, "sample", claim.customer_id, currency, self.as_of)
+        return {claim.customer_id: {**row, "code": f"{spec.prefix}-SAMPLE"}}
 
     def _promos(self, batch: Sequence[Claim]) -> dict[str, dict[str, Any]]:
         """A fresh code per claimed message (kept in the ledger), or the one already issued."""
@@ -356,6 +458,10 @@ class CampaignRun:
         if not self.dry_run and self.ledger is not None:
             self.ledger.finish_run(self.run_id, status, self.summary.as_dict())
         return self.summary
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name)
 
 
 def display_name(row: dict[str, Any]) -> str:

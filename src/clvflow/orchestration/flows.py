@@ -1,39 +1,48 @@
-"""The campaign flow: the engine's stages as Prefect tasks, with artifacts for the UI.
+"""The campaign flow: the engine's stages as Prefect tasks, with artifacts and events.
 
-Tasks take whole batches (``limits.batch_size`` customers), never one customer each.
+Tasks take whole batches (``limits.batch_size`` customers), never one customer each; with
+``spec.workers`` > 1 the batches fan out over a pool of processes sharing the ledger.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from uuid import UUID
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from clvflow.campaigns.catalog import Campaign
 from clvflow.campaigns.params import CampaignSpec
-from clvflow.campaigns.runner import CampaignRun, RunSummary
+from clvflow.campaigns.runner import CampaignRun
 from clvflow.ledger.store import Claim
+from clvflow.orchestration import events
+from clvflow.orchestration.artifacts import Progress, publish
+from clvflow.orchestration.batches import send_batches
 from clvflow.planning.plan import Plan
 from clvflow.project.layout import Project
-from clvflow.reporting.summary import summary_markdown, summary_rows
 
 
-def _run_name() -> str:
+def _occurrence(spec: object, as_of: dt.datetime | None) -> str:
+    resend = spec.get("resend") if isinstance(spec, dict) else getattr(spec, "resend", None)
+    if resend == "once":
+        return "once"
+    if resend == "per_order":
+        return "per order"
+    return (as_of or dt.datetime.now()).date().isoformat()
+
+
+def run_name() -> str:
+    """'<campaign> · <occurrence> · <as of>', e.g. 'win-back · 2026-11-23 · 10:00'."""
     params = flow_run.parameters
     as_of = params.get("as_of")
-    when = as_of.isoformat(timespec="minutes") if isinstance(as_of, dt.datetime) else "now"
+    if isinstance(as_of, str):
+        as_of = dt.datetime.fromisoformat(as_of)
+    when = as_of.strftime("%Y-%m-%d %H:%M") if isinstance(as_of, dt.datetime) else "now"
+    occurrence = _occurrence(params.get("spec"), as_of if isinstance(as_of, dt.datetime) else None)
     suffix = " (dry run)" if params.get("dry_run") else ""
-    return f"{params.get('campaign', 'campaign')} @ {when}{suffix}"
+    return f"{params.get('campaign', 'campaign')} · {occurrence} · {when}{suffix}"
 
 
 @task(name="evaluate and plan", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
@@ -42,17 +51,17 @@ def plan_task(run: CampaignRun) -> Plan:
     return run.plan()
 
 
-@task(name="claim", cache_policy=NO_CACHE)
+@task(name="claim", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def claim_task(run: CampaignRun, plan: Plan) -> list[Claim]:
     return run.claim(plan)
 
 
-@task(name="render and send batch", cache_policy=NO_CACHE, task_run_name="batch {index}/{total}")
-def send_task(run: CampaignRun, batch: list[Claim], index: int, total: int) -> tuple[int, int]:
-    return run.send_batch(batch)
+@task(name="render samples", cache_policy=NO_CACHE)
+def sample_task(run: CampaignRun, claims: list[Claim]) -> dict[str, str]:
+    return run.write_samples(claims)
 
 
-@flow(name="campaign", flow_run_name=_run_name, log_prints=False)
+@flow(name="campaign", flow_run_name=run_name, log_prints=False)
 def campaign_flow(
     campaign: str,
     spec: CampaignSpec,
@@ -65,39 +74,31 @@ def campaign_flow(
     loaded = Project.load(project)
     target = Campaign(name=campaign, spec=spec, entrypoint="", schedules=(), line=None)
     with CampaignRun(loaded, target, as_of=as_of, dry_run=dry_run) as run:
+        events.campaign_started(campaign, run.summary.occurrence, dry_run)
         plan = plan_task(run)
         claims = claim_task(run, plan)
-        batches = run.batches(claims)
-        progress = create_progress_artifact(progress=0.0, description=f"{campaign}: sending")
-        assert isinstance(progress, UUID)  # synchronous flow: not a coroutine
+        progress = Progress(campaign)
         try:
-            for index, batch in enumerate(batches, start=1):
-                send_task(run, batch, index, len(batches))
-                update_progress_artifact(progress, progress=100.0 * index / len(batches))
+            if claims:
+                sample_task(run, claims)
+            send_batches(run, run.batches(claims), progress)
         except BaseException:
             run.release_unsent(claims)
-            run.finish("failed")
+            summary = run.finish("failed")
+            events.campaign_finished(summary, failed=True)
             raise
-        if not batches:
-            update_progress_artifact(progress, progress=100.0)
+        if not claims:
+            progress(1, 1)
         summary = run.finish()
     publish(summary)
+    events.campaign_finished(summary)
     logger.info(
-        "%s: %d members, %d sent, %d failed, skipped %s",
+        "%s: %d members, %d sent, %d failed, %d waiting, skipped %s",
         campaign,
         summary.members,
         summary.sent,
         summary.failed,
+        summary.waiting,
         dict(summary.skipped),
     )
     return summary.as_dict()
-
-
-def publish(summary: RunSummary) -> None:
-    key = "".join(ch if ch.isalnum() else "-" for ch in summary.campaign.lower())
-    create_table_artifact(
-        key=f"{key}-counts",
-        table=summary_rows(summary),
-        description=f"{summary.campaign}: what happened to each member",
-    )
-    create_markdown_artifact(key=f"{key}-summary", markdown=summary_markdown(summary))

@@ -14,7 +14,7 @@ from typing import Any
 from clvflow.compliance.unsubscribe import list_unsubscribe_headers, make_token, unsubscribe_url
 from clvflow.data.sources import ShopData
 from clvflow.errors import TemplateError
-from clvflow.personalization.orders import latest_orders
+from clvflow.personalization.orders import OrderView, latest_orders
 from clvflow.personalization.recommendations import Recommender
 from clvflow.project.config import ShopConfig
 from clvflow.rendering.context import message_context, shop_context
@@ -69,10 +69,14 @@ class Composer:
         rows: Sequence[tuple[str, dict[str, Any]]],
         promos: dict[str, dict[str, Any]] | None = None,
         locale: str | None = None,
+        orders: dict[str, OrderView] | None = None,
     ) -> list[Composed]:
-        """Render ``template`` for each (occurrence, customer row); errors are per customer."""
+        """Render ``template`` for each (occurrence, customer row); errors are per customer.
+        ``orders`` (customer → order) overrides the latest order, e.g. the triggering one."""
         ids = [str(row["customer_id"]) for _, row in rows]
-        orders = latest_orders(self.data, ids, self.as_of)
+        given = orders or {}
+        orders = latest_orders(self.data, [i for i in ids if i not in given], self.as_of)
+        orders.update({i: given[i] for i in ids if i in given})
         recos = self.recommender.for_customers(ids)
         out: list[Composed] = []
         for occurrence, row in rows:

@@ -1,0 +1,116 @@
+"""Render-and-send tasks, one per batch: in the flow's process, or fanned out over a pool
+of processes (``spec.workers``) that share the ledger.
+
+A batch is self-contained: the campaign, its spec, the run id and the ledger rows the run
+claimed. A pool process opens the run once (``CampaignRun(worker=True)``) and keeps it for
+every batch it gets, so the cost of opening the shop's data is paid once per process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import wait
+from prefect.task_runners import ProcessPoolTaskRunner
+
+from clvflow.campaigns.catalog import Campaign
+from clvflow.campaigns.params import CampaignSpec
+from clvflow.campaigns.runner import BatchResult, CampaignRun
+from clvflow.ledger.store import Claim
+from clvflow.project.layout import Project
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    project: str
+    campaign: str
+    spec: CampaignSpec
+    as_of: dt.datetime
+    run_id: str
+    claims: list[Claim]
+    index: int
+    total: int
+
+
+_OPEN: dict[str, CampaignRun] = {}
+
+
+def _close_all() -> None:
+    for run in _OPEN.values():
+        run.__exit__(None, None, None)
+    _OPEN.clear()
+
+
+atexit.register(_close_all)
+
+
+def _worker_run(job: BatchJob) -> CampaignRun:
+    run = _OPEN.get(job.run_id)
+    if run is None:
+        target = Campaign(name=job.campaign, spec=job.spec, entrypoint="", schedules=(), line=None)
+        run = CampaignRun(
+            Project.load(job.project), target, as_of=job.as_of, run_id=job.run_id, worker=True
+        )
+        run.__enter__()
+        _OPEN[job.run_id] = run
+    return run
+
+
+@task(
+    name="render and send batch",
+    cache_policy=NO_CACHE,
+    task_run_name="batch {job.index}/{job.total}",
+    retries=2,
+    retry_delay_seconds=2,
+)
+def send_batch_task(job: BatchJob) -> BatchResult:
+    """Render and send one claimed batch in a pool process. A retry is safe: the ledger
+    only lets a message be handed over once (rows already sent or sending are skipped)."""
+    return _worker_run(job).send_batch(job.claims)
+
+
+@task(
+    name="render and send batch",
+    cache_policy=NO_CACHE,
+    task_run_name="batch {index}/{total}",
+)
+def send_local_task(run: CampaignRun, batch: list[Claim], index: int, total: int) -> BatchResult:
+    return run.send_batch(batch)
+
+
+def send_batches(
+    run: CampaignRun,
+    batches: list[list[Claim]],
+    progress: Callable[[int, int], None],
+) -> None:
+    """Every batch, in this process or over ``run.spec.workers`` processes."""
+    workers = run.spec.workers
+    total = len(batches)
+    if workers <= 1 or run.dry_run or total <= 1:
+        for index, batch in enumerate(batches, start=1):
+            send_local_task(run, batch, index, total)
+            progress(index, total)
+        return
+    jobs = [
+        BatchJob(
+            str(run.project.root), run.campaign.name, run.spec, run.as_of, run.run_id,
+            batch, index, total,
+        )
+        for index, batch in enumerate(batches, start=1)
+    ]  # fmt: skip
+    with ProcessPoolTaskRunner(max_workers=min(workers, total)) as runner:
+        futures = [runner.submit(send_batch_task, {"job": job}) for job in jobs]
+        done = 0
+        pending = set(futures)
+        while pending:
+            finished = wait(list(pending), timeout=1.0)
+            for future in finished.done:
+                pending.discard(future)
+                run.summary.add(future.result())
+                done += 1
+                progress(done, total)

@@ -1,0 +1,66 @@
+"""The triggered flow: the thank-you (and upsell) email for one placed order.
+
+Started by the deployment's event trigger on ``shop.order.placed`` with the event's payload
+as ``order``; at most once per order, because the ledger keys the message by order id
+(the same event twice gives two flow runs, the second sends nothing).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from clvflow.campaigns.catalog import Campaign
+from clvflow.campaigns.params import CampaignSpec
+from clvflow.campaigns.runner import CampaignRun, RunSummary
+from clvflow.campaigns.triggered import OrderPlaced, run_for_order
+from clvflow.orchestration import events
+from clvflow.orchestration.artifacts import publish
+from clvflow.project.layout import Project
+
+
+def run_name() -> str:
+    params = flow_run.parameters
+    order = params.get("order")
+    if isinstance(order, OrderPlaced):
+        order_id = order.order.order_id
+    elif isinstance(order, dict):
+        order_id = str((order.get("order") or {}).get("order_id", "?"))
+    else:
+        order_id = "?"
+    return f"{params.get('campaign', 'campaign')} · order {order_id}"
+
+
+@task(name="plan and send for the order", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def order_task(run: CampaignRun, order: OrderPlaced) -> RunSummary:
+    """A retry is safe: the ledger lets the order's message be claimed once."""
+    return run_for_order(run, order)
+
+
+@flow(name="order placed", flow_run_name=run_name, log_prints=False)
+def order_flow(
+    campaign: str,
+    spec: CampaignSpec,
+    order: OrderPlaced,
+    dry_run: bool = False,
+    project: str = ".",
+) -> dict[str, Any]:
+    """Send the campaign's email for this order (once per order), or record why not."""
+    loaded = Project.load(project)
+    target = Campaign(name=campaign, spec=spec, entrypoint="", schedules=(), line=None)
+    with CampaignRun(loaded, target, dry_run=dry_run) as run:
+        events.campaign_started(campaign, order.order.order_id, dry_run)
+        summary = order_task(run, order)
+    publish(summary)
+    events.campaign_finished(summary)
+    get_run_logger().info(
+        "%s for order %s: %d sent, skipped %s",
+        campaign,
+        order.order.order_id,
+        summary.sent,
+        dict(summary.skipped),
+    )
+    return summary.as_dict()
