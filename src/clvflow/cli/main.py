@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from clvflow.cli import campaigns, promos, segments, suppressions, templates
+from clvflow.cli import campaigns, promos, report, segments, suppressions, templates
 from clvflow.errors import ClvflowError
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ app.command("preview")(templates.preview)
 app.command("run")(campaigns.run)
 app.command("demo")(campaigns.demo)
 app.command("web")(campaigns.web)
+app.command("report")(report.report)
 
 err = Console(stderr=True, soft_wrap=True)
 

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from clvflow.errors import ConfigError
+from clvflow.measurement.settings import MeasurementConfig
 from clvflow.project.yamlfile import read_yaml, validate_document
 
 CONFIG_FILE = "clvflow.yaml"
@@ -136,6 +137,7 @@ class ProjectConfig(Strict):
     ledger: str = DEFAULT_LEDGER
     delivery: DeliveryConfig = DeliveryConfig()
     limits: Limits = Limits()
+    measurement: MeasurementConfig = MeasurementConfig()
 
     @model_validator(mode="after")
     def _default_locale_listed(self) -> ProjectConfig:

@@ -1,0 +1,142 @@
+"""Assemble the measurement report: campaigns (attribution, holdout and A/B statistics,
+engagement) since a moment, the shop's CLV and retention, and the two charts.
+
+Three stages, so the report flow can run each as a task: :func:`measure_campaigns`,
+:func:`measure_shop`, :func:`draw_charts`; :func:`build_report` chains them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from clvflow.campaigns.catalog import load_campaigns
+from clvflow.data.sources import open_shop_data
+from clvflow.ledger.store import Ledger
+from clvflow.measurement.attribution import attribute
+from clvflow.measurement.clv import ShopMetrics, clv_values, ltv_to_cac, shop_metrics
+from clvflow.measurement.cohorts import cohort_counts, retention_matrix
+from clvflow.measurement.experiments import CampaignResult, campaign_results
+from clvflow.measurement.sends import engagement_counts, local_to_utc, read_sends
+from clvflow.measurement.settings import duration
+from clvflow.project.layout import Project
+
+COHORT_CHART = "cohort_retention.png"
+CLV_CHART = "clv_distribution.png"
+
+
+@dataclass
+class CampaignMeasurement:
+    since: dt.datetime
+    as_of: dt.datetime
+    windows: dict[str, dt.timedelta]
+    default_window: dt.timedelta
+    cells: pd.DataFrame  # attribution cells (see measurement.attribution.attribute)
+    results: list[CampaignResult]
+    engagement: pd.DataFrame
+
+
+@dataclass
+class ShopMeasurement:
+    metrics: ShopMetrics
+    ltv_cac: pd.DataFrame | None
+    cohort_shares: pd.DataFrame
+    cohort_sizes: pd.Series
+    clv: pd.Series
+
+
+@dataclass
+class Report:
+    shop: str
+    currency: str
+    timezone: str
+    campaigns: CampaignMeasurement
+    customers: ShopMeasurement
+    charts: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def since(self) -> dt.datetime:
+        return self.campaigns.since
+
+    @property
+    def as_of(self) -> dt.datetime:
+        return self.campaigns.as_of
+
+
+def attribution_windows(project: Project) -> dict[str, dt.timedelta]:
+    """Each campaign's window: its spec's ``attribution_days`` if set, else the default."""
+    settings = project.config.measurement
+    if not project.prefect_file.is_file():
+        return {}
+    campaigns = load_campaigns(project.prefect_file)
+    return {name: settings.window_for(c.spec) for name, c in campaigns.items()}
+
+
+def measure_campaigns(
+    project: Project, since: dt.datetime, as_of: dt.datetime
+) -> CampaignMeasurement:
+    """Attribution and statistics for every message sent or held out in ``[since, as_of)``
+    (shop-local times)."""
+    cfg = project.config
+    tz = cfg.shop.timezone
+    windows = attribution_windows(project)
+    default = duration(cfg.measurement.attribution_window)
+    ledger = Ledger(project.ledger_url)
+    try:
+        since_utc, until_utc = local_to_utc(since, tz), local_to_utc(as_of, tz)
+        sends = read_sends(ledger, since_utc, until_utc)
+        engagement = engagement_counts(ledger, since_utc)
+    finally:
+        ledger.close()
+    data = open_shop_data(project)
+    try:
+        cells = attribute(
+            data, sends, windows, timezone=tz, default_locale=cfg.shop.default_locale,
+            default_window=default,
+        )  # fmt: skip
+    finally:
+        data.close()
+    results = campaign_results(cells, min_group_size=cfg.measurement.min_group_size)
+    return CampaignMeasurement(since, as_of, windows, default, cells, results, engagement)
+
+
+def measure_shop(project: Project, since: dt.datetime, as_of: dt.datetime) -> ShopMeasurement:
+    cfg = project.config
+    data = open_shop_data(project)
+    try:
+        metrics = shop_metrics(data, as_of, since)
+        acquisition = cfg.measurement.acquisition
+        ltv = (
+            None
+            if acquisition is None
+            else ltv_to_cac(data, as_of, acquisition, str(project.root / "clvflow.yaml"))
+        )
+        shares, sizes = retention_matrix(cohort_counts(data, as_of), as_of)
+        clv = clv_values(data, as_of)
+    finally:
+        data.close()
+    return ShopMeasurement(metrics, ltv, shares, sizes, clv)
+
+
+def draw_charts(shop: ShopMeasurement, currency: str) -> dict[str, bytes]:
+    from clvflow.measurement.charts import clv_histogram, cohort_heatmap
+
+    return {
+        COHORT_CHART: cohort_heatmap(shop.cohort_shares, shop.cohort_sizes),
+        CLV_CHART: clv_histogram(shop.clv, currency),
+    }
+
+
+def build_report(project: Project, since: dt.datetime, as_of: dt.datetime) -> Report:
+    cfg = project.config
+    customers = measure_shop(project, since, as_of)
+    return Report(
+        shop=cfg.shop.name,
+        currency=cfg.shop.currency,
+        timezone=cfg.shop.timezone,
+        campaigns=measure_campaigns(project, since, as_of),
+        customers=customers,
+        charts=draw_charts(customers, cfg.shop.currency),
+    )

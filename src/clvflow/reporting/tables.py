@@ -1,0 +1,229 @@
+"""The report's tables as rows of display text, shared by the HTML report and the Prefect
+table and markdown artifacts."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from clvflow.measurement.attribution import rollup
+from clvflow.measurement.sends import ENGAGEMENT
+from clvflow.measurement.stats import Comparison, Group, Interval
+from clvflow.reporting.report import Report
+
+Row = dict[str, str]
+
+
+def pct(value: float | None) -> str:
+    return "—" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
+
+
+def money(value: float | None, currency: str) -> str:
+    return "—" if value is None or math.isnan(value) else f"{value:,.2f} {currency}"
+
+
+def number(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def points(interval: Interval) -> str:
+    if math.isnan(interval.low):
+        return "—"
+    return (
+        f"{100 * interval.estimate:+.1f} pp [{100 * interval.low:+.1f}, {100 * interval.high:+.1f}]"
+    )
+
+
+def money_interval(interval: Interval, currency: str) -> str:
+    if math.isnan(interval.low):
+        return "—"
+    return f"{interval.estimate:+,.2f} [{interval.low:+,.2f}, {interval.high:+,.2f}] {currency}"
+
+
+def _group_cells(label: str, group: Group, currency: str) -> Row:
+    return {
+        "group": label,
+        "recipients": str(group.recipients),
+        "conversions": str(group.conversions),
+        "conversion rate": pct(group.rate),
+        "revenue": money(group.revenue, currency),
+        "revenue per recipient": money(group.revenue_per_recipient, currency),
+    }
+
+
+def _comparison_cells(comparison: Comparison | None, currency: str) -> Row:
+    if comparison is None:
+        return {"uplift (95% CI)": "—", "revenue uplift per recipient (95% CI)": "—"}
+    return {
+        "uplift (95% CI)": points(comparison.rate_uplift),
+        "revenue uplift per recipient (95% CI)": money_interval(
+            comparison.revenue_uplift, currency
+        ),
+    }
+
+
+def experiment_rows(report: Report) -> list[Row]:
+    """Per campaign: treated and holdout, then each variant, with uplift and interval."""
+    cur = report.currency
+    rows: list[Row] = []
+    for result in report.campaigns.results:
+        rows.append(
+            {"campaign": result.campaign, **_group_cells("treated", result.treated, cur),
+             **_comparison_cells(result.vs_holdout, cur)}
+        )  # fmt: skip
+        if result.holdout.recipients:
+            rows.append(
+                {"campaign": result.campaign, **_group_cells("holdout", result.holdout, cur),
+                 **_comparison_cells(None, cur)}
+            )  # fmt: skip
+        for variant in result.variants:
+            versus = variant.vs_baseline or variant.vs_holdout
+            label = f"variant {variant.variant}"
+            if variant.vs_baseline is not None:
+                label += f" vs {result.baseline}"
+            elif variant.vs_holdout is not None:
+                label += " vs holdout"
+            rows.append(
+                {"campaign": result.campaign, **_group_cells(label, variant.group, cur),
+                 **_comparison_cells(versus, cur)}
+            )  # fmt: skip
+    return rows
+
+
+def statements(report: Report) -> list[tuple[str, str]]:
+    """(campaign, plain-language verdict) for every comparison the report makes."""
+    out: list[tuple[str, str]] = []
+    for result in report.campaigns.results:
+        if result.vs_holdout is not None:
+            out.append((result.campaign, result.vs_holdout.statement))
+        else:
+            out.append((result.campaign, "No holdout: uplift cannot be measured."))
+        for variant in result.variants:
+            if variant.vs_baseline is not None:
+                out.append((result.campaign, variant.vs_baseline.statement))
+            if variant.vs_holdout is not None:
+                out.append((result.campaign, variant.vs_holdout.statement))
+    return out
+
+
+def attribution_rows(report: Report) -> list[Row]:
+    """Revenue and conversions per campaign, occurrence, group, variant and locale."""
+    cells = report.campaigns.cells
+    if cells.empty:
+        return []
+    windows = report.campaigns.windows
+    default = report.campaigns.default_window
+    rows: list[Row] = []
+    for cell in _records(cells):
+        window = windows.get(str(cell["campaign"]), default)
+        n = int(cell["recipients"])
+        rows.append(
+            {
+                "campaign": str(cell["campaign"]),
+                "occurrence": str(cell["occurrence"]),
+                "group": str(cell["group"]),
+                "variant": str(cell["variant"]) or "—",
+                "locale": str(cell["locale"]),
+                "window": _window(window.total_seconds()),
+                "recipients": str(n),
+                "conversions": str(int(cell["conversions"])),
+                "conversion rate": pct(int(cell["conversions"]) / n if n else None),
+                "orders": str(int(cell["orders"])),
+                "revenue": money(float(cell["revenue"]), report.currency),
+            }
+        )
+    return rows
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+def _window(seconds: float) -> str:
+    hours = int(seconds // 3600)
+    return f"{hours // 24} days" if hours % 24 == 0 else f"{hours} hours"
+
+
+def campaign_totals(report: Report) -> list[Row]:
+    """Attributed revenue per campaign (treated only)."""
+    cells = report.campaigns.cells
+    if cells.empty:
+        return []
+    totals = rollup(cells[cells["group"] == "treated"], ("campaign",))
+    return [
+        {
+            "campaign": str(r["campaign"]),
+            "recipients": str(int(r["recipients"])),
+            "conversions": str(int(r["conversions"])),
+            "orders": str(int(r["orders"])),
+            "revenue": money(float(r["revenue"]), report.currency),
+        }
+        for r in _records(totals)
+    ]
+
+
+def engagement_rows(report: Report) -> list[Row]:
+    """Per campaign: messages delivered, opened, clicked, bounced, reported, unsubscribed."""
+    wide = report.campaigns.engagement
+    sent = {}
+    cells = report.campaigns.cells
+    if not cells.empty:
+        treated = rollup(cells[cells["group"] == "treated"], ("campaign",))
+        sent = {str(r["campaign"]): int(r["recipients"]) for r in _records(treated)}
+    rows: list[Row] = []
+    for campaign, counts in zip(wide.index, _records(wide), strict=True):
+        n = sent.get(str(campaign), 0)
+        row: Row = {"campaign": str(campaign), "sent": str(n)}
+        for event in ENGAGEMENT:
+            value = int(counts[event])
+            row[event] = f"{value} ({pct(value / n)})" if n else str(value)
+        rows.append(row)
+    return rows
+
+
+def shop_rows(report: Report) -> list[Row]:
+    m = report.customers.metrics
+    cur = report.currency
+    period = f"{m.since:%Y-%m-%d} – {m.as_of:%Y-%m-%d}"
+    retention = f"{pct(m.retention_rate)} ({m.retained} of {m.prior_buyers})"
+    table: list[tuple[str, str, str]] = [
+        ("customers", str(m.customers), "—"),
+        ("customers with orders", str(m.buyers), str(m.period_buyers)),
+        ("new buyers (first order)", str(m.buyers), str(m.new_buyers)),
+        ("orders", str(m.orders), str(m.period_orders)),
+        ("revenue", money(m.revenue, cur), money(m.period_revenue, cur)),
+        (
+            "average order value",
+            money(m.average_order_value, cur),
+            money(m.period_average_order_value, cur),
+        ),
+        (
+            "purchase frequency (orders per buyer)",
+            number(m.purchase_frequency),
+            number(m.period_purchase_frequency),
+        ),
+        ("repeat purchase rate (buyers with 2+ orders)", pct(m.repeat_purchase_rate), "—"),
+        ("retention rate (buyers of the previous period who ordered again)", "—", retention),
+        ("historical CLV, mean over buyers", money(m.mean_clv, cur), "—"),
+        ("historical CLV, median over buyers", money(m.median_clv, cur), "—"),
+    ]
+    return [{"metric": a, "all time": b, period: c} for a, b, c in table]
+
+
+def ltv_cac_rows(report: Report) -> list[Row]:
+    frame = report.customers.ltv_cac
+    if frame is None:
+        return []
+    cur = report.currency
+    return [
+        {
+            "channel": str(r["channel"]),
+            "customers": str(int(r["customers"])),
+            "mean historical CLV": money(float(r["mean_clv"]), cur),
+            "CAC": money(float(r["cac"]), cur),
+            "LTV:CAC": number(float(r["ltv_cac"])),
+        }
+        for r in _records(frame)
+    ]
