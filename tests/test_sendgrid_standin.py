@@ -698,7 +698,7 @@ def test_a_stand_in_bug_answers_500_instead_of_hanging(
     def broken(body: Any, now: float) -> list[Any]:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr("clvflow.delivery.standin.validate_mail_send", broken)
+    monkeypatch.setattr("clvflow.delivery.standin_http.validate_mail_send", broken)
 
     status, _, raw = call(sg, body=valid_body())
 
