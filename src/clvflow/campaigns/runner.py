@@ -15,7 +15,6 @@ import math
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 

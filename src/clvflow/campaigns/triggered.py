@@ -188,3 +188,35 @@ def run_for_order(run: CampaignRun, placed: OrderPlaced) -> RunSummary:
         run.finish("failed")
         raise
     return run.finish()
+
+
+def event_from_data(
+    data: ShopData, customer_id: str, order_id: str, as_of: dt.datetime, **given: Any
+) -> OrderPlaced:
+    """The event for an order, filled from the shop's data where it knows the customer or
+    the order (``given`` customer fields, e.g. ``email``, win)."""
+    found = customer_rows(data, [customer_id], as_of)
+    known = found[0] if found else {}
+    fields = ("email", "first_name", "last_name", "locale", "timezone")
+    customer: dict[str, Any] = {"customer_id": customer_id}
+    for name in fields:
+        value = given.get(name)
+        if value is None:
+            value = known.get(name)
+        if isinstance(value, str) and value:
+            customer[name] = value
+    order: dict[str, Any] = {"order_id": order_id}
+    view = _order_from_data(data, order_id)
+    if view is not None:
+        order.update(
+            placed_at=view.placed_at,
+            total=view.total,
+            currency=view.currency,
+            items=[
+                {k: v for k, v in item.items() if v is not None and k != "url"}
+                for item in view.items
+            ],
+        )
+    if given.get("total") is not None:
+        order["total"] = given["total"]
+    return OrderPlaced.model_validate({"order": order, "customer": customer})

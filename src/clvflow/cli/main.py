@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from clvflow.cli import campaigns, promos, report, segments, suppressions, templates
+from clvflow.cli import campaigns, emit, promos, report, segments, serve, suppressions, templates
 from clvflow.errors import ClvflowError
 
 app = typer.Typer(
@@ -26,11 +26,13 @@ app = typer.Typer(
 app.add_typer(segments.app, name="segments")
 app.add_typer(promos.app, name="promos")
 app.add_typer(suppressions.app, name="suppressions")
+app.add_typer(emit.app, name="emit")
 app.command("validate")(templates.validate)
 app.command("preview")(templates.preview)
 app.command("run")(campaigns.run)
 app.command("demo")(campaigns.demo)
 app.command("web")(campaigns.web)
+app.command("serve")(serve.serve)
 app.command("report")(report.report)
 
 err = Console(stderr=True, soft_wrap=True)

@@ -9,13 +9,15 @@ from fastapi import FastAPI
 from clvflow.compliance.secret import signing_key
 from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project
-from clvflow.web import sendgrid_events, unsubscribe
+from clvflow.web import orders, sendgrid_events, unsubscribe
 from clvflow.web.state import WebState
 
 PUBLIC_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
 
 
-def create_app(project: Project) -> FastAPI:
+def create_app(project: Project, *, order_emitter: orders.Emitter | None = None) -> FastAPI:
+    """The app; ``order_emitter`` turns a verified order webhook into an event (default:
+    a Prefect ``shop.order.placed`` event)."""
     app = FastAPI(title="clvflow", docs_url=None, redoc_url=None, openapi_url=None)
     cfg = project.config
     app.state.clvflow = WebState(
@@ -26,6 +28,9 @@ def create_app(project: Project) -> FastAPI:
     )
     app.include_router(unsubscribe.router)
     app.include_router(sendgrid_events.router)
+    app.state.order_webhook_secret = os.environ.get(orders.SECRET_ENV) or None
+    app.state.order_emitter = order_emitter or orders.emit_with_prefect
+    app.include_router(orders.router)
 
     @app.get("/healthz")
     def health() -> dict[str, str]:
