@@ -32,24 +32,14 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from sendgrid.helpers.mail import (
-    Category,
-    CustomArg,
-    From,
-    Header,
-    Mail,
-    MailSettings,
-    ReplyTo,
-    SandBoxMode,
-    To,
-)
+from sendgrid.helpers.mail.exceptions import ApiKeyIncludedException
 
 from clvflow.delivery.base import SendAbortedError, SendResult
 from clvflow.delivery.message import OutgoingMessage
+from clvflow.delivery.payload import PayloadBuilder
 from clvflow.errors import DeliveryError
 
 SEND_PATH = "/v3/mail/send"
@@ -61,34 +51,6 @@ class RetryPolicy:
     base_seconds: float = 0.25
     cap_seconds: float = 20.0
     max_rate_limit_wait: float = 120.0
-
-
-def build_payload(message: OutgoingMessage, sandbox: bool) -> dict[str, Any]:
-    """The v3 Mail Send body for one message, via the official helper classes."""
-    mail = Mail(
-        from_email=From(message.from_email, message.from_name or None),
-        to_emails=To(message.to_email, message.to_name or None),
-        subject=message.subject,
-        plain_text_content=message.text,
-        html_content=message.html,
-    )
-    if message.reply_to:
-        mail.reply_to = ReplyTo(message.reply_to)
-    for name, value in message.headers.items():
-        mail.header = Header(name, value)
-    for key, value in (
-        ("clvflow_campaign", message.campaign),
-        ("clvflow_occurrence", message.occurrence),
-        ("clvflow_customer", message.customer_id),
-        ("clvflow_message", str(message.message_id)),
-    ):
-        mail.custom_arg = CustomArg(key, value)
-    for category in message.categories[:10]:
-        mail.category = Category(category)
-    if sandbox:
-        mail.mail_settings = MailSettings(sandbox_mode=SandBoxMode(True))
-    payload: dict[str, Any] = mail.get()
-    return payload
 
 
 @dataclass(frozen=True)
@@ -217,6 +179,7 @@ class SendGridSender:
             "Content-Type": "application/json",
             "User-Agent": "clvflow",
         }
+        self._payloads = PayloadBuilder(sandbox)
         self._local = threading.local()
         self._endpoints: list[Endpoint] = []
         self._endpoints_lock = threading.Lock()
@@ -255,7 +218,10 @@ class SendGridSender:
     def _send_one(self, message: OutgoingMessage) -> SendResult | None:
         if self._stop.is_set():
             return None  # the run is stopping: never handed over
-        body = orjson.dumps(build_payload(message, self.sandbox))
+        try:
+            body = orjson.dumps(self._payloads.payload(message))
+        except (ApiKeyIncludedException, TypeError, ValueError) as exc:
+            return SendResult(message.message_id, "failed", reason=f"payload: {exc!r}"[:500])
         endpoint = self._endpoint()
         last = "no attempt"
         for attempt in range(self.retry.attempts):

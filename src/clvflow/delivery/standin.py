@@ -33,8 +33,10 @@ import argparse
 import base64
 import contextlib
 import dataclasses
+import json
 import logging
 import random
+import resource
 import signal
 import socket
 import sys
@@ -44,6 +46,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Literal, Self
 
@@ -96,6 +99,8 @@ class SendGridStandIn:
         max_body_bytes: bodies of this size or more get 413.
         idle_timeout_s: a kept-alive connection idle this long is closed.
         clock: epoch-seconds clock for ``send_at`` checks, rate-limit resets and records.
+        keep_content: record each accepted body whole; ``False`` drops its ``content``
+            (validated all the same) so a 100,000-message benchmark stays small.
     """
 
     def __init__(
@@ -110,6 +115,7 @@ class SendGridStandIn:
         max_body_bytes: int = MAX_BODY_BYTES,
         idle_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.time,
+        keep_content: bool = True,
     ) -> None:
         self._keys = frozenset([api_keys] if isinstance(api_keys, str) else api_keys)
         self._forbidden = frozenset(
@@ -122,6 +128,7 @@ class SendGridStandIn:
         self.max_body_bytes = max_body_bytes
         self.idle_timeout_s = idle_timeout_s
         self.clock = clock
+        self.keep_content = keep_content
         self._lock = threading.Lock()
         self._accepted: list[AcceptedMessage] = []
         self._sandboxed: list[AcceptedMessage] = []
@@ -252,6 +259,8 @@ class SendGridStandIn:
         dropped: bool,
     ) -> str:
         message_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not self.keep_content:  # long runs: keep who and why, not the (large) parts
+            body = {k: v for k, v in body.items() if k != "content"}
         record = AcceptedMessage(
             message_id, body, headers, key, self.clock(), sandbox, connection_dropped=dropped
         )
@@ -408,7 +417,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-limit-reset", type=float, default=1.0, metavar="SECONDS")
     p.add_argument("--faults-on-suppressions", action="store_true")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    p.add_argument(
+        "--no-content", action="store_true", help="record accepted bodies without their content"
+    )
+    p.add_argument(
+        "--report",
+        metavar="FILE",
+        help="on exit, write a JSON report: replies by status, deliveries per recipient, CPU",
+    )
     return p
+
+
+def report(standin: SendGridStandIn) -> dict[str, Any]:
+    """What the stand-in saw, for a caller in another process (see ``--report``)."""
+    per_recipient = standin.deliveries_per_recipient()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "accepted": len(standin.accepted()),
+        "sandboxed": len(standin.sandboxed()),
+        "statuses": {str(k): v for k, v in sorted(standin.status_counts().items())},
+        "dropped_connections": standin.dropped_connections(),
+        "recipients": len(per_recipient),
+        "recipients_more_than_once": sorted(e for e, n in per_recipient.items() if n > 1),
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "max_rss_mb": usage.ru_maxrss / 1024,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -447,6 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         host=args.host,
         port=args.port,
+        keep_content=not args.no_content,
     )
     with standin as sg:
         print(sg.url, flush=True)
@@ -456,6 +490,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pass
         except KeyboardInterrupt:
             pass
+    if args.report:
+        Path(args.report).write_text(json.dumps(report(standin), indent=1), encoding="utf-8")
     return 0
 
 
