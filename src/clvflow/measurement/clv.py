@@ -1,14 +1,16 @@
 """CLV and retention over the shop's data, as of a moment, in SQL the segment engine shares
 (DuckDB over files, or pushed down to PostgreSQL).
 
-- Historical CLV is the segment attribute ``historical_clv`` (average order value × purchase
-  frequency × lifespan = total spent to date), read from the same ``customer_facts``.
+- Historical CLV has the segment attribute ``historical_clv``'s definition: average order
+  value × purchase frequency × lifespan, which is the customer's total spent on orders
+  placed by ``as_of``. As there, only orders of customers in the customers data count.
 - Average order value = revenue / orders; purchase frequency = orders / buyers; repeat
   purchase rate = buyers with two or more orders / buyers.
 - Retention over a period ``[since, as_of]``: of the customers who ordered in the period of
   the same length just before it, the share who ordered again within it.
-- LTV:CAC per acquisition channel: the channel's mean historical CLV (over every customer
-  acquired through it, buyers or not) divided by its configured cost per customer.
+- LTV:CAC per acquisition channel: the channel's mean historical CLV over every customer
+  acquired through it (a customer without orders counts as 0: acquiring them cost the same)
+  divided by its configured cost per customer.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pandas as pd
 from clvflow.data.sources import ShopData, quote_ident
 from clvflow.errors import ConfigError
 from clvflow.measurement.settings import AcquisitionCost
-from clvflow.segments.attributes import customer_facts_sql, sql_timestamp
+from clvflow.segments.attributes import sql_timestamp
 
 
 @dataclass(frozen=True)
@@ -67,25 +69,29 @@ class ShopMetrics:
         return self.retained / self.prior_buyers if self.prior_buyers else None
 
 
-def _facts(data: ShopData, as_of: dt.datetime) -> str:
-    return data.with_clause(customer_facts_sql(data.columns["customers"], as_of))
+def _orders_cte(as_of: dt.datetime) -> str:
+    """``o``: the orders placed by ``as_of`` of customers in the customers data."""
+    return (
+        "o AS (SELECT customer_id, placed_at, CAST(total AS DOUBLE PRECISION) AS total "
+        f"FROM orders WHERE placed_at <= {sql_timestamp(as_of)} "
+        "AND customer_id IN (SELECT customer_id FROM customers))"
+    )
 
 
 def clv_values(data: ShopData, as_of: dt.datetime) -> pd.Series:
     """Historical CLV of every customer with at least one order by ``as_of``."""
     frame = data.frame(
-        f"{_facts(data, as_of)}SELECT CAST(historical_clv AS DOUBLE PRECISION) AS clv "
-        "FROM customer_facts WHERE orders_count > 0 ORDER BY clv"
+        f"{data.with_clause(_orders_cte(as_of))}SELECT SUM(total) AS clv FROM o "
+        "GROUP BY customer_id ORDER BY clv"
     )
     return frame["clv"].astype("float64")
 
 
 def shop_metrics(data: ShopData, as_of: dt.datetime, since: dt.datetime) -> ShopMetrics:
-    at, start = sql_timestamp(as_of), sql_timestamp(since)
+    start = sql_timestamp(since)
     prior = sql_timestamp(since - (as_of - since))
     cte = (
-        f"o AS (SELECT customer_id, placed_at, CAST(total AS DOUBLE PRECISION) AS total "
-        f"FROM orders WHERE placed_at <= {at}), "
+        f"{_orders_cte(as_of)}, "
         "firsts AS (SELECT customer_id, MIN(placed_at) AS first_at, COUNT(*) AS n "
         "FROM o GROUP BY customer_id), "
         f"cur AS (SELECT DISTINCT customer_id FROM o WHERE placed_at >= {start}), "
@@ -138,10 +144,13 @@ def ltv_to_cac(
             key="measurement.acquisition.channel_column",
             hint="name the customers column that holds each customer's acquisition channel",
         )
+    spent = "spent AS (SELECT customer_id, SUM(total) AS clv FROM o GROUP BY customer_id)"
+    cte = f"{_orders_cte(as_of)}, {spent}"
     frame = data.frame(
-        f"{_facts(data, as_of)}SELECT CAST({quote_ident(column)} AS VARCHAR) AS channel, "
-        "COUNT(*) AS customers, AVG(CAST(historical_clv AS DOUBLE PRECISION)) AS mean_clv "
-        "FROM customer_facts GROUP BY 1 ORDER BY 1"
+        f"{data.with_clause(cte)}SELECT CAST(c.{quote_ident(column)} AS VARCHAR) AS channel, "
+        "COUNT(*) AS customers, AVG(COALESCE(s.clv, 0)) AS mean_clv "
+        "FROM customers AS c LEFT JOIN spent AS s ON s.customer_id = c.customer_id "
+        "GROUP BY 1 ORDER BY 1"
     )
     frame["channel"] = frame["channel"].astype(object).where(frame["channel"].notna(), "(none)")
     frame["customers"] = frame["customers"].astype("int64")
