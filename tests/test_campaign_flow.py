@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -50,3 +51,102 @@ def test_flow_run_sends_and_publishes_artifacts(
         a for a in artifacts if a.key == "everyone-counts" and a.flow_run_id in {r.id for r in ours}
     )
     assert "sent" in str(table.data)
+
+
+def test_the_ui_form_is_typed_by_the_parameter_models() -> None:
+    from prefect.utilities.callables import parameter_schema
+
+    from clvflow.orchestration.flows import campaign_flow
+    from clvflow.orchestration.order_flow import order_flow
+
+    schema = parameter_schema(campaign_flow).model_dump()
+    spec = schema["definitions"]["CampaignSpec"]
+    assert {"segment", "template", "variants", "send_window", "attribution_days", "holdout_percent",
+            "promo", "batch_size", "workers", "resend"} <= set(spec["properties"])  # fmt: skip
+    assert spec["additionalProperties"] is False
+    assert spec["properties"]["attribution_days"]["default"] == 5
+    variant = schema["definitions"]["Variant"]
+    assert set(variant["properties"]) == {"name", "template", "weight"}
+    assert schema["properties"]["spec"]["$ref"].endswith("/CampaignSpec")
+    order = parameter_schema(order_flow).model_dump()
+    assert order["properties"]["order"]["$ref"].endswith("/OrderPlaced")
+    assert {"order", "customer"} == set(order["definitions"]["OrderPlaced"]["properties"])
+
+
+async def _artifacts_and_events(flow_run_id: Any) -> tuple[list[Any], list[Any]]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+        page = await client.read_events(
+            filter=EventFilter(event=EventNameFilter(prefix=["clvflow.campaign."])), limit=50
+        )
+    return artifacts, page.events
+
+
+def test_ab_flow_run_publishes_counts_per_variant_sample_progress_and_events(
+    prefect_api: None, make_project: ProjectFactory
+) -> None:
+    import time
+    from pathlib import Path
+    from urllib.parse import unquote, urlparse
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    from clvflow.orchestration.flows import campaign_flow
+    from tests.test_campaign_spec import FILES as AB_FILES
+
+    project = Project.load(make_project(AB_FILES))
+    campaign = load_campaigns(project.prefect_file)["ab"]
+    summary = campaign_flow(
+        campaign="ab", spec=campaign.spec, as_of=AS_OF, project=str(project.root)
+    )
+    assert summary["sent"] == 4
+
+    async def _run() -> Any:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    name=FlowRunFilterName(any_=["ab · once · 2026-11-23 12:00"])
+                )
+            )
+        return runs[-1]
+
+    run = asyncio.run(_run())
+    deadline = time.monotonic() + 30
+    while True:
+        artifacts, events = asyncio.run(_artifacts_and_events(run.id))
+        ours = [e for e in events if e.resource.id == "clvflow.campaign.ab"]
+        if {e.event for e in ours} >= {"clvflow.campaign.started", "clvflow.campaign.finished"}:
+            break
+        assert time.monotonic() < deadline, [e.event for e in events]
+        time.sleep(0.5)
+    finished = next(e for e in ours if e.event == "clvflow.campaign.finished")
+    assert finished.payload["sent"] == 4 and finished.payload["run_id"] == summary["run_id"]
+
+    by_type = {a.type: a for a in artifacts}
+    table = by_type["table"].data
+    table = json.loads(table) if isinstance(table, str) else table
+    rows = {r["what"]: r["count"] for r in table}
+    variants = summary["by_variant"]
+    assert sum(variants.values()) == 4
+    for name, count in variants.items():
+        assert rows[f"variant {name}: sent"] == count
+    assert rows["sent"] == 4 and rows["segment members"] == 6
+    assert rows["skipped: no marketing consent"] == 1 and rows["skipped: invalid address"] == 1
+    # the tiny shop: C1 en, C2 hu, C4 hu, C5 without a locale (the shop's default, en)
+    assert rows["locale en: sent"] == 2 and rows["locale hu: sent"] == 2
+    assert by_type["progress"].data == 100.0
+    markdown = by_type["markdown"].data
+    links = [
+        line.split("](")[1].split(")")[0] for line in markdown.splitlines() if "](file:" in line
+    ]
+    assert len(links) == len(variants)
+    for link in links:
+        sample = Path(unquote(urlparse(link).path))
+        assert sample.is_file() and "Unsubscribe" in sample.read_text()
