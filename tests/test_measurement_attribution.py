@@ -128,3 +128,20 @@ def test_duration_parses_hours_days_weeks() -> None:
     assert duration("1 week") == dt.timedelta(days=7)
     assert duration("36 hours") == dt.timedelta(hours=36)
     assert MeasurementConfig().window_for(None) == dt.timedelta(days=5)
+
+
+@pytest.mark.postgres
+def test_the_same_cells_when_the_shop_is_in_postgres(make_project: ProjectFactory) -> None:
+    import io
+
+    import pandas as pd
+
+    from tests.test_measurement_clv import pg_config, postgres_shop
+
+    orders = pd.read_csv(io.StringIO(ORDERS_CSV), dtype=str, keep_default_na=False)
+    with postgres_shop(orders) as schema:
+        root = make_project({**FILES, "prefect.yaml": PREFECT_YAML}, config=pg_config(schema))
+        project = Project.load(root)
+        fill_ledger(project.ledger_url)
+        measured = measure_campaigns(project, SINCE, AS_OF)
+    assert cells_as_dict(measured.cells) == EXPECTED_CELLS
