@@ -156,6 +156,7 @@ class CampaignRun:
             self.as_of,
             marketing=self.kind == "marketing",
             cap=self.project.config.limits.frequency_cap,
+            timezone=self.project.config.shop.timezone,
         )
         self.summary.skipped = plan.skipped_by_reason()
         self.summary.holdout = len(plan.holdout)
