@@ -45,8 +45,9 @@ def campaign_finished(summary: RunSummary, failed: bool = False) -> None:
     )
 
 
-def order_placed(placed: OrderPlaced) -> str:
-    """Emit the order-placed event; returns its id. Waits until it has left the process."""
+def order_placed(placed: OrderPlaced, *, wait: bool = True) -> str:
+    """Emit the order-placed event; returns its id. ``wait``: return only once it has left
+    the process (a short-lived command); a server process lets it go in the background."""
     event = emit_event(
         event=ORDER_PLACED,
         resource={
@@ -68,5 +69,6 @@ def order_placed(placed: OrderPlaced) -> str:
             "Prefect does not emit events here",
             hint="set PREFECT_API_URL to the Prefect server (clvflow serve prints it)",
         )
-    EventsWorker.drain_all()
+    if wait:
+        EventsWorker.drain_all(timeout=30, at_exit=False)
     return str(event.id)

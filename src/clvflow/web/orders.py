@@ -42,7 +42,7 @@ def signature_ok(secret: str, body: bytes, header: str) -> bool:
 def emit_with_prefect(placed: OrderPlaced) -> str:
     from clvflow.orchestration.events import order_placed
 
-    return order_placed(placed)
+    return order_placed(placed, wait=False)
 
 
 def _reject(status: int, message: str, **extra: object) -> JSONResponse:

@@ -1,0 +1,203 @@
+"""End to end on a real `prefect server` (SQLite, a free local port): `clvflow serve` serves
+prefect.yaml and the web app; a signed order posted to POST /webhooks/orders becomes a
+shop.order.placed event, the thank-you deployment's trigger starts a flow run with that
+order's parameters, and the outbox holds exactly one email for the order, even when the
+shop delivers the webhook twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from clvflow.ledger.schema import messages
+from clvflow.ledger.store import Ledger
+from clvflow.project.layout import Project
+from clvflow.web.orders import SIGNATURE_HEADER, sign
+
+SECRET = "integration-order-secret"
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`prefect server start` on SQLite in a throwaway PREFECT_HOME, on a free port."""
+    home = tmp_path_factory.mktemp("prefect-server-home")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    env.pop("PREFECT_API_URL", None)
+    log = (home / "server.log").open("wb")
+    process = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        _wait(lambda: _healthy(f"{api}/health"), 120, "the Prefect server")
+        yield api
+    finally:
+        _stop(process)
+        log.close()
+
+
+def _flow_runs(api: str, deployment_id: str) -> list[dict[str, Any]]:
+    reply = httpx.post(
+        f"{api}/flow_runs/filter",
+        json={"deployments": {"id": {"any_": [deployment_id]}}},
+        timeout=10,
+        trust_env=False,
+    )
+    reply.raise_for_status()
+    return list(reply.json())
+
+
+def _post_order(web: str, body: dict[str, Any]) -> httpx.Response:
+    raw = json.dumps(body).encode()
+    return httpx.post(
+        f"{web}/webhooks/orders",
+        content=raw,
+        headers={SIGNATURE_HEADER: sign(SECRET, raw), "Content-Type": "application/json"},
+        timeout=30,
+        trust_env=False,
+    )
+
+
+def test_order_webhook_triggers_one_thank_you_email(
+    prefect_server: str, demo_project: Path, tmp_path: Path
+) -> None:
+    api = prefect_server
+    web_port = _free_port()
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": api,
+        "PREFECT_HOME": str(tmp_path / "serve-home"),
+        "CLVFLOW_ORDER_WEBHOOK_SECRET": SECRET,
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    }
+    log_path = tmp_path / "serve.log"
+    log = log_path.open("wb")
+    serve = subprocess.Popen(
+        [str(BIN / "clvflow"), "serve", "--project", str(demo_project),
+         "--web-port", str(web_port), "--only", "thank-you"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    web = f"http://127.0.0.1:{web_port}"
+    try:
+        _wait(lambda: _healthy(f"{web}/healthz"), 90, "the web app")
+        deployment = _wait(
+            lambda: _deployment(api, "order placed", "thank-you"), 90, "the served deployment"
+        )
+        assert deployment["parameters"]["campaign"] == "thank-you"
+        _wait(lambda: b"serving 1 deployment" in log_path.read_bytes(), 30, "serve to start")
+
+        body = {
+            "order": {
+                "order_id": "WEB-1001",
+                "placed_at": "2026-11-23T11:00:00",
+                "total": 64.0,
+                "currency": "EUR",
+                "items": [{"product_id": "P001", "quantity": 2, "unit_price": 32.0}],
+            },
+            "customer": {
+                "customer_id": "C-WEB-1",  # not in the shop's export yet
+                "email": "wendy@example.com",
+                "first_name": "Wendy",
+                "locale": "en",
+            },
+        }
+        reply = _post_order(web, body)
+        assert reply.status_code == 202, reply.text
+
+        def completed(count: int) -> list[dict[str, Any]] | None:
+            runs = _flow_runs(api, deployment["id"])
+            done = [r for r in runs if r["state_type"] == "COMPLETED"]
+            failed = [r for r in runs if r["state_type"] in ("FAILED", "CRASHED")]
+            assert not failed, (failed, log_path.read_text(errors="replace")[-3000:])
+            return done if len(done) >= count else None
+
+        first = _wait(lambda: completed(1), 120, "the thank-you flow run")
+        run = first[0]
+        assert run["name"] == "thank-you · order WEB-1001"
+        assert run["parameters"]["order"]["order"]["order_id"] == "WEB-1001"
+        assert run["parameters"]["order"]["customer"]["email"] == "wendy@example.com"
+        assert run["parameters"]["campaign"] == "thank-you"
+
+        outbox = demo_project / "outbox" / "thank-you" / "WEB-1001"
+        assert [p.name for p in outbox.glob("*.eml")] == ["C-WEB-1.eml"]
+        assert "Wendy" in (outbox / "C-WEB-1.eml").read_text()
+
+        # the shop retries the webhook: a second event, a second flow run, no second email
+        assert _post_order(web, body).status_code == 202
+        both = _wait(lambda: completed(2), 120, "the second flow run")
+        assert len(both) == 2
+        assert [p.name for p in outbox.glob("*.eml")] == ["C-WEB-1.eml"]
+        assert len(list((demo_project / "outbox" / "thank-you").rglob("*.eml"))) == 1
+        ledger = Ledger(Project.load(demo_project).ledger_url)
+        try:
+            with ledger.engine.connect() as con:
+                rows = con.execute(
+                    select(messages.c.occurrence, messages.c.customer_id, messages.c.status)
+                ).all()
+        finally:
+            ledger.close()
+        assert [tuple(r) for r in rows] == [("WEB-1001", "C-WEB-1", "sent")]
+    finally:
+        _stop(serve)
+        log.close()
+
+
+def _deployment(api: str, flow: str, name: str) -> dict[str, Any] | None:
+    reply = httpx.get(f"{api}/deployments/name/{flow}/{name}", timeout=10, trust_env=False)
+    return reply.json() if reply.status_code == 200 else None
