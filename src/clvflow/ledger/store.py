@@ -210,7 +210,8 @@ class Ledger:
     def sent_since(
         self, customer_ids: Sequence[str], since: dt.datetime, campaign: str | None = None
     ) -> dict[str, int]:
-        """Customer → marketing messages sent (or maybe sent) since ``since``."""
+        """Customer → marketing messages sent (or maybe sent) since ``since`` (naive UTC,
+        like every time the ledger writes)."""
         out: dict[str, int] = {}
         cond = [
             messages.c.status.in_(IN_FLIGHT_OR_SENT),

@@ -3,6 +3,10 @@
 members − suppressed (``accepts_marketing: false``, invalid address, unsubscribed, bounced,
 spam report) − already sent under the resend policy − over the frequency cap − holdout.
 Each member lands in exactly one bucket, and each skip keeps its reason.
+
+Times: a run's ``as_of`` is naive shop-local time (like the shop's data), the ledger writes
+naive UTC. The look-back windows (``every: N days``, the frequency cap) start at
+``as_of − N days`` in shop time, converted to UTC before they are compared with the ledger.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 from email_validator import EmailNotValidError, validate_email
@@ -35,6 +40,16 @@ def address_is_valid(address: str) -> bool:
     except EmailNotValidError:
         return False
     return True
+
+
+def ledger_time(local: dt.datetime, timezone: str) -> dt.datetime:
+    """A naive shop-local time as the ledger stores times: naive UTC.
+
+    A local time that does not exist (the hour skipped in spring) or exists twice (the hour
+    repeated in autumn) resolves with ``fold=0``, as :mod:`zoneinfo` does.
+    """
+    aware = local.replace(tzinfo=ZoneInfo(timezone))
+    return aware.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def in_holdout(campaign: str, customer_id: str, percent: float) -> bool:
@@ -81,6 +96,7 @@ def plan_run(
     *,
     marketing: bool,
     cap: FrequencyCap | None,
+    timezone: str,
 ) -> Plan:
     """Split ``members`` (one row per customer: customer_id, email, ...) into buckets."""
     frame = members.copy()
@@ -110,15 +126,14 @@ def plan_run(
     existing = ledger.existing(campaign, keys)
     done = pd.Series([k in existing for k in keys], index=frame.index)
     if isinstance(spec.resend, Every):
-        recent = ledger.sent_since(
-            frame["customer_id"].tolist(), as_of - dt.timedelta(days=spec.resend.days), campaign
-        )
+        since = ledger_time(as_of - dt.timedelta(days=spec.resend.days), timezone)
+        recent = ledger.sent_since(frame["customer_id"].tolist(), since, campaign)
         done |= frame["customer_id"].map(lambda c: recent.get(c, 0) > 0)
     already = done & reason.isna()
     was_held = pd.Series([existing.get(k) == "holdout" for k in keys], index=frame.index)
 
     if marketing and cap is not None:
-        since = as_of - dt.timedelta(days=cap.days)
+        since = ledger_time(as_of - dt.timedelta(days=cap.days), timezone)
         counts = ledger.sent_since(frame["customer_id"].tolist(), since)
         over = frame["customer_id"].map(lambda c: counts.get(c, 0) >= cap.max)
         mark(over & ~already, "frequency_cap")
