@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from clvflow.rendering.filters import formatting
 from clvflow.rendering.render import render_email
 from clvflow.rendering.templates import TemplateLibrary
 from clvflow.rendering.textpart import html_to_text, text_template_from_html
@@ -26,9 +27,10 @@ def test_derived_text_has_the_same_words_as_the_rendered_html(name: str, locale:
     assert template.text is not None, "the text part should be derived once, not per message"
     context = make_context(locale)
     email = render_email(template, context)
-    html_body = template.html.render(
-        {**context, "subject": email.subject, "preheader": email.preheader}
-    )
+    with formatting(context["locale"], context["currency"]):
+        html_body = template.source_html.render(
+            {**context, "subject": email.subject, "preheader": email.preheader}
+        )
     assert _words(email.text) == _words(html_to_text(html_body))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.environment import Environment
@@ -29,6 +30,20 @@ class FrontMatterLoader(FileSystemLoader):
         return body, filename, uptodate
 
 
+class StyledLoader(FrontMatterLoader):
+    """Serves the files of templates whose CSS was inlined once (see ``preinline``)."""
+
+    def __init__(self, directory: str) -> None:
+        super().__init__(directory)
+        self.sources: dict[str, str] = {}
+
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        _, filename, uptodate = super().get_source(environment, template)
+        return self.sources[template], filename, uptodate
+
+
 class DerivedTextLoader(FrontMatterLoader):
     """Serves every ``.html.j2`` file as the text template derived from it; ``.txt.j2``
     files (hand-written text parts) as they are."""
@@ -46,10 +61,29 @@ def _html_autoescape(name: str | None) -> bool:
     return name is None or not name.endswith(".txt.j2")
 
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+class Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with a shortcut for ``mapping.key`` on plain dicts.
+
+    Jinja resolves ``customer.first_name`` by trying the attribute first, which on a dict
+    raises AttributeError before the key is looked up. For a key that is not a dict
+    attribute the result is the same either way, so look the key up directly."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+
 def _environment(
     directory: Path, autoescape: bool, loader: FileSystemLoader | None = None
 ) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = Sandbox(
         loader=loader or FrontMatterLoader(str(directory)),
         autoescape=_html_autoescape if autoescape else False,
         undefined=StrictUndefined,
@@ -65,6 +99,11 @@ def _environment(
 
 def html_environment(directory: Path) -> ImmutableSandboxedEnvironment:
     return _environment(directory, autoescape=True)
+
+
+def styled_environment(directory: Path) -> ImmutableSandboxedEnvironment:
+    """Autoescaped HTML like ``html_environment``, serving sources with inlined CSS."""
+    return _environment(directory, autoescape=True, loader=StyledLoader(str(directory)))
 
 
 def text_environment(directory: Path) -> ImmutableSandboxedEnvironment:

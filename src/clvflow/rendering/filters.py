@@ -2,12 +2,16 @@
 
 Each filter reads the locale from the template context (``locale``), so templates write
 ``{{ order.total | money }}`` and get ``€1,234.50``, ``1 234,50 €`` or ``1 234,50 €``.
+Macros imported without context (cheaper: the module is built once, not per message) see
+no ``locale``; there the filters use the message being rendered (``formatting``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
 
@@ -31,8 +35,24 @@ def babel_locale(tag: str | None, default: str = "en") -> Locale:
     return Locale("en")
 
 
+# (locale, currency) of the message being rendered, for filters in context-free macros.
+_MESSAGE: ContextVar[tuple[str | None, str | None]] = ContextVar(
+    "clvflow_message_format", default=(None, None)
+)
+
+
+@contextmanager
+def formatting(locale: str | None, currency: str | None) -> Iterator[None]:
+    """Format money, dates and numbers for this message while rendering it."""
+    token = _MESSAGE.set((locale, currency))
+    try:
+        yield
+    finally:
+        _MESSAGE.reset(token)
+
+
 def _locale(ctx: Context) -> Locale:
-    value = ctx.get("locale")
+    value = ctx.get("locale") or _MESSAGE.get()[0]
     return value if isinstance(value, Locale) else babel_locale(str(value) if value else None)
 
 
@@ -57,7 +77,7 @@ def _date(when: dt.date, pattern: str, locale: Locale) -> str:
 
 @pass_context
 def money(ctx: Context, amount: Any, currency: str | None = None) -> str:
-    code = currency or str(ctx.get("currency") or "EUR")
+    code = currency or str(ctx.get("currency") or _MESSAGE.get()[1] or "EUR")
     return _money(float(amount), code, _locale(ctx))
 
 
@@ -88,10 +108,22 @@ def percent(ctx: Context, value: Any) -> str:
     return str(format_percent(float(value) / 100.0, locale=_locale(ctx)))
 
 
-FILTERS: dict[str, Callable[..., str]] = {
+@pass_context
+def localized(ctx: Context, by_language: Any, default: Any = None) -> Any:
+    """``{"en": x, "hu": y} | localized`` → the entry for the message's locale (``hu-HU``,
+    then ``hu``), else ``default``."""
+    tag = str(ctx.get("locale") or _MESSAGE.get()[0] or "")
+    for key in (tag, tag.replace("_", "-").split("-")[0]):
+        if key in by_language:
+            return by_language[key]
+    return default
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
     "money": money,
     "date": date,
     "datetime": datetime,
     "number": number,
     "percent": percent,
+    "localized": localized,
 }

@@ -13,6 +13,7 @@ from jinja2 import TemplateError as JinjaError
 from jinja2.exceptions import SecurityError
 
 from clvflow.errors import TemplateError
+from clvflow.rendering.filters import formatting
 from clvflow.rendering.templates import CompiledTemplate, template_location
 from clvflow.rendering.textpart import html_to_text, tidy_text
 
@@ -38,14 +39,25 @@ def header_text(value: str) -> str:
 _INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 
 
+def _head(template: CompiledTemplate, context: Mapping[str, Any]) -> tuple[str, str | None]:
+    """Subject and preheader, in one render when both exist (their sources hold no NUL)."""
+    if template.head is not None:
+        subject, nul, preheader = template.head.render(context).partition("\x00")
+        if nul and "\x00" not in preheader:
+            return header_text(subject), header_text(preheader)
+    subject = header_text(template.subject.render(context))
+    preheader = header_text(template.preheader.render(context)) if template.preheader else None
+    return subject, preheader
+
+
 def render_email(template: CompiledTemplate, context: Mapping[str, Any]) -> RenderedEmail:
     """Render every part of ``template``; errors name the template file and line."""
     try:
-        subject = header_text(template.subject.render(context))
-        preheader = header_text(template.preheader.render(context)) if template.preheader else None
-        full = {**context, "subject": subject, "preheader": preheader}
-        body = template.html.render(full)
-        text = tidy_text(template.text.render(full)) if template.text else html_to_text(body)
+        with formatting(context.get("locale"), context.get("currency")):
+            subject, preheader = _head(template, context)
+            full = {**context, "subject": subject, "preheader": preheader}
+            body = template.html.render(full)
+            text = tidy_text(template.text.render(full)) if template.text else html_to_text(body)
     except SecurityError as exc:
         path, line = template_location(exc, template.html_path.parent)
         raise TemplateError(
@@ -65,8 +77,28 @@ def render_email(template: CompiledTemplate, context: Mapping[str, Any]) -> Rend
     return RenderedEmail(
         subject=subject,
         preheader=preheader,
-        html=_INLINER.inline(body),
+        html=body if template.css_inlined else _INLINER.inline(body),
         text=text,
+        kind=template.front.kind,
+        template=template.name,
+        locale=template.locale,
+    )
+
+
+def naive_email(template: CompiledTemplate, context: Mapping[str, Any]) -> RenderedEmail:
+    """The reference rendering, all per message: the template as written, css-inline on
+    the result, html2text of the HTML. ``render_email`` must read the same (tests and
+    ``bench/render.py`` check it)."""
+    with formatting(context.get("locale"), context.get("currency")):
+        subject = header_text(template.subject.render(context))
+        preheader = header_text(template.preheader.render(context)) if template.preheader else None
+        full = {**context, "subject": subject, "preheader": preheader}
+        body = _INLINER.inline(template.source_html.render(full))
+    return RenderedEmail(
+        subject=subject,
+        preheader=preheader,
+        html=body,
+        text=html_to_text(body),
         kind=template.front.kind,
         template=template.name,
         locale=template.locale,

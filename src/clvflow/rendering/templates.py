@@ -13,12 +13,18 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from jinja2 import Template, TemplateSyntaxError
+from jinja2 import Template, TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from clvflow.errors import TemplateError
-from clvflow.rendering.environment import html_environment, text_environment
+from clvflow.rendering.environment import (
+    FrontMatterLoader,
+    html_environment,
+    styled_environment,
+    text_environment,
+)
 from clvflow.rendering.frontmatter import FrontMatter, read_front_matter
+from clvflow.rendering.preinline import NotPrecomputable, preinline
 
 HTML_SUFFIX = ".html.j2"
 TEXT_SUFFIX = ".txt.j2"
@@ -48,6 +54,15 @@ class CompiledTemplate:
     preheader: Template | None
     html: Template
     text: Template | None
+    # The HTML template as written; ``html`` is the same with the CSS already inlined,
+    # unless ``inline_reason`` says why the CSS must be inlined per message.
+    source_html: Template
+    inline_reason: str | None = None
+    head: Template | None = None  # subject and preheader in one render, split by NUL
+
+    @property
+    def css_inlined(self) -> bool:
+        return self.inline_reason is None
 
 
 def template_location(exc: BaseException, directory: Path) -> tuple[Path | None, int | None]:
@@ -69,6 +84,7 @@ class TemplateLibrary:
         self.directory = directory
         self.default_locale = default_locale
         self._cache: dict[tuple[str, str], CompiledTemplate] = {}
+        self._styled: dict[str, ImmutableSandboxedEnvironment] = {}  # one per stylesheet
 
     @cached_property
     def html_env(self) -> ImmutableSandboxedEnvironment:
@@ -139,6 +155,11 @@ class TemplateLibrary:
         except TemplateSyntaxError:
             text = None  # the derived text template does not parse: convert per message
         try:
+            source_html = self.html_env.get_template(html_file)
+            html, reason = self._styled_html(html_file, source_html)
+            head = None
+            if front.preheader:
+                head = self.text_env.from_string(f"{front.subject}\x00{front.preheader}")
             return CompiledTemplate(
                 name=name,
                 locale=locale,
@@ -146,11 +167,47 @@ class TemplateLibrary:
                 front=front,
                 subject=self.text_env.from_string(front.subject),
                 preheader=self.text_env.from_string(front.preheader) if front.preheader else None,
-                html=self.html_env.get_template(html_file),
+                html=html,
                 text=text,
+                source_html=source_html,
+                inline_reason=reason,
+                head=head,
             )
         except TemplateSyntaxError as exc:
             where, line = template_location(exc, self.directory)
             raise TemplateError(
                 f"syntax error: {exc.message}", path=where or path, line=line
             ) from None
+
+    def closure(self, html_file: str) -> dict[str, str]:
+        """The bodies of ``html_file`` and every file it extends, includes or imports."""
+        loader = self.html_env.loader
+        assert isinstance(loader, FrontMatterLoader)
+        bodies: dict[str, str] = {}
+        todo = [html_file]
+        while todo:
+            name = todo.pop()
+            if name in bodies:
+                continue
+            body = loader.get_source(self.html_env, name)[0]
+            bodies[name] = body
+            for ref in meta.find_referenced_templates(self.html_env.parse(body)):
+                if ref is None:
+                    raise NotPrecomputable(f"{name}: a template name chosen at run time")
+                todo.append(ref)
+        return bodies
+
+    def _styled_html(self, html_file: str, plain: Template) -> tuple[Template, str | None]:
+        """The HTML template with its CSS inlined once, or the plain one and the reason."""
+        try:
+            bodies = self.closure(html_file)
+            styled = preinline(bodies)
+        except NotPrecomputable as exc:
+            return plain, str(exc)
+        # A file's styled source depends only on the stylesheet, i.e. on the layout.
+        layout = next((name for name, body in sorted(bodies.items()) if "<html" in body), "")
+        env = self._styled.get(layout)
+        if env is None:
+            env = self._styled[layout] = styled_environment(self.directory)
+        env.loader.sources.update(styled)  # type: ignore[union-attr]
+        return env.get_template(html_file), None
