@@ -12,6 +12,7 @@ import click
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer._click.exceptions import ClickException as TyperClickException
 
 from clvflow.cli import campaigns, emit, promos, report, segments, serve, suppressions, templates
 from clvflow.errors import ClvflowError
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         err.print("aborted")
         return 130
-    except click.ClickException as exc:
+    except (click.ClickException, TyperClickException) as exc:  # typer vendors click
         exc.show()
         return exc.exit_code
     return result if isinstance(result, int) else 0
