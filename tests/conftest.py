@@ -109,3 +109,25 @@ def prefect_api() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+_SENDGRID_AUDIT: list[str] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sendgrid_bodies_match_the_published_schema() -> Iterator[None]:
+    """Every body a SendGrid stand-in accepted in this session must validate against
+    SendGrid's published schema (tests/sendgrid_audit.py); the summary prints the count."""
+    from tests.sendgrid_audit import audit_session
+
+    with audit_session() as audit:
+        yield
+    _SENDGRID_AUDIT.append(audit.line())
+    assert not audit.invalid, "accepted bodies that break SendGrid's schema: " + "; ".join(
+        audit.invalid[:5]
+    )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in _SENDGRID_AUDIT:
+        terminalreporter.write_line(line)

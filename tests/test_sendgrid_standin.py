@@ -35,7 +35,9 @@ from clvflow.delivery.standin_rules import (
 )
 
 KEY = "SG.test"
-SHARED_SCHEMA = Path("/work/shared/sendgrid/mail_send_request.patched.schema.json")
+SHARED_SCHEMA = (
+    Path(__file__).resolve().parents[2] / "shared/sendgrid/mail_send_request.patched.schema.json"
+)
 PACKAGED_SCHEMA = (
     Path(__file__).resolve().parents[1] / "src/clvflow/schemas/sendgrid_mail_send.schema.json"
 )

@@ -43,6 +43,7 @@ from clvflow.delivery.payload import PayloadBuilder
 from clvflow.errors import DeliveryError
 
 SEND_PATH = "/v3/mail/send"
+SANDBOX_REASON = "sandbox mode: SendGrid validated it and delivered nothing"
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,10 @@ class SendGridSender:
             status = reply.status
             if status in (200, 202):
                 return SendResult(
-                    message.message_id, "sent", provider_id=reply.headers.get("x-message-id")
+                    message.message_id,
+                    "sent",
+                    provider_id=reply.headers.get("x-message-id"),
+                    reason=SANDBOX_REASON if self.sandbox else None,
                 )
             if status in (401, 403):
                 self._stop.set()

@@ -1,0 +1,196 @@
+"""How a project reaches SendGrid: the backend switch, the API host and its override, the key
+from the environment or a Prefect Secret block (on the real Prefect test API), the sandbox
+switch; and what every message carries (category, custom_args) so events map back."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from clvflow.campaigns.catalog import load_campaigns
+from clvflow.campaigns.runner import run_campaign
+from clvflow.delivery.outbox import OutboxSender
+from clvflow.delivery.senders import open_sender
+from clvflow.delivery.sendgrid import SANDBOX_REASON, SendGridSender
+from clvflow.delivery.standin import SendGridStandIn
+from clvflow.errors import ConfigError, DeliveryError
+from clvflow.ledger.schema import messages
+from clvflow.ledger.store import Ledger
+from clvflow.project.layout import Project
+
+KEY = "SG.config-test"
+CAMPAIGN = "win-back"
+AS_OF = dt.datetime(2026, 11, 23, 10, 0)
+CLOSED_PORT_URL = "http://127.0.0.1:9"  # discard port: nothing listens there
+
+
+@pytest.fixture
+def standin() -> SendGridStandIn:
+    with SendGridStandIn(api_keys={KEY}, seed=3) as server:
+        yield server  # type: ignore[misc]
+
+
+def configure(project_dir: Path, delivery: str) -> None:
+    """Append a ``delivery:`` block and small batches to the demo project's clvflow.yaml."""
+    path = project_dir / "clvflow.yaml"
+    text = path.read_text(encoding="utf-8")
+    head, _, rest = text.partition("delivery:")
+    tail = rest[rest.index("\nlimits:") :]
+    path.write_text(
+        head + delivery.strip() + "\n" + tail.replace("batch_size: 500", "batch_size: 60")
+    )
+
+
+def sendgrid_yaml(api_host: str, **extra: str) -> str:
+    lines = ["delivery:", "  backend: sendgrid", "  sendgrid:", f"    api_host: {api_host}"]
+    lines += [f"    {k}: {v}" for k, v in extra.items()]
+    return "\n".join(lines)
+
+
+def run(project_dir: Path):  # type: ignore[no-untyped-def]
+    project = Project.load(project_dir)
+    return run_campaign(project, load_campaigns(project.prefect_file)[CAMPAIGN], as_of=AS_OF)
+
+
+def ledger_rows(project_dir: Path) -> dict[str, dict[str, str]]:
+    """email → the ledger row of the campaign's message to it."""
+    ledger = Ledger(Project.load(project_dir).ledger_url)
+    with ledger.engine.connect() as con:
+        rows = con.execute(select(messages).where(messages.c.campaign == CAMPAIGN)).mappings()
+        out = {str(r["email"]).lower(): dict(r) for r in rows}
+    ledger.close()
+    return out
+
+
+def test_the_backend_comes_from_clvflow_yaml_and_clvflow_delivery_overrides_it(
+    demo_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENDGRID_API_KEY", KEY)
+    monkeypatch.delenv("CLVFLOW_DELIVERY", raising=False)
+    assert isinstance(open_sender(Project.load(demo_project)), OutboxSender)
+    monkeypatch.setenv("CLVFLOW_DELIVERY", "sendgrid")
+    sender = open_sender(Project.load(demo_project))
+    assert isinstance(sender, SendGridSender)
+    sender.close()
+    monkeypatch.setenv("CLVFLOW_DELIVERY", "carrier-pigeon")
+    with pytest.raises(ConfigError, match="CLVFLOW_DELIVERY"):
+        Project.load(demo_project)
+
+
+def test_api_host_from_clvflow_yaml_and_sendgrid_api_host_overrides_it(
+    demo_project: Path, standin: SendGridStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENDGRID_API_KEY", KEY)
+    monkeypatch.delenv("CLVFLOW_DELIVERY", raising=False)
+    # 1. the host written in clvflow.yaml is the one used
+    configure(demo_project, sendgrid_yaml(standin.url))
+    monkeypatch.delenv("SENDGRID_API_HOST", raising=False)
+    first = run(demo_project)
+    assert first.sent == first.planned > 0
+    assert len(standin.accepted()) == first.sent
+    # 2. clvflow.yaml names a dead host; the environment variable wins
+    configure(demo_project, sendgrid_yaml(CLOSED_PORT_URL))
+    monkeypatch.setenv("SENDGRID_API_HOST", standin.url)
+    assert Project.load(demo_project).config.delivery.sendgrid.api_host == standin.url
+    monkeypatch.setenv("SENDGRID_API_KEY", KEY)
+    ledger_path = demo_project / ".clvflow" / "ledger.db"
+    ledger_path.unlink()  # a fresh ledger, so the campaign sends again
+    for suffix in ("-wal", "-shm"):
+        Path(str(ledger_path) + suffix).unlink(missing_ok=True)
+    second = run(demo_project)
+    assert second.sent == first.sent
+    assert len(standin.accepted()) == 2 * first.sent
+
+
+def test_every_message_carries_its_campaign_occurrence_customer_and_category(
+    demo_project: Path, standin: SendGridStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENDGRID_API_KEY", KEY)
+    configure(demo_project, sendgrid_yaml(standin.url))
+    summary = run(demo_project)
+    rows = ledger_rows(demo_project)
+    accepted = standin.accepted()
+    assert len(accepted) == summary.sent > 50
+    for message in accepted:
+        body = message.body
+        [to] = body["personalizations"][0]["to"]
+        row = rows[to["email"].lower()]
+        assert body["custom_args"] == {
+            "clvflow_campaign": CAMPAIGN,
+            "clvflow_occurrence": row["occurrence"],
+            "clvflow_customer": row["customer_id"],
+            "clvflow_message": str(row["id"]),
+        }
+        assert body["categories"] == [CAMPAIGN]
+        assert row["status"] == "sent" and row["provider_id"] == message.message_id
+        assert "mail_settings" not in body  # not in sandbox mode
+    # win-back resends every 90 days: the occurrence is the run's date
+    assert {r["occurrence"] for r in rows.values()} == {"2026-11-23"}
+
+
+def test_sandbox_mode_sends_nothing_and_the_ledger_says_so(
+    demo_project: Path, standin: SendGridStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENDGRID_API_KEY", KEY)
+    configure(demo_project, sendgrid_yaml(standin.url, sandbox="true"))
+    summary = run(demo_project)
+    assert summary.planned > 0 and summary.failed == 0
+    assert standin.accepted() == []  # nothing delivered
+    sandboxed = standin.sandboxed()
+    assert len(sandboxed) == summary.planned
+    assert all(m.body["mail_settings"] == {"sandbox_mode": {"enable": True}} for m in sandboxed)
+    rows = [r for r in ledger_rows(demo_project).values() if r["status"] != "holdout"]
+    assert rows and {r["reason"] for r in rows} == {SANDBOX_REASON}
+
+
+def test_the_key_comes_from_a_prefect_secret_block_when_the_environment_has_none(
+    prefect_api: None,
+    demo_project: Path,
+    standin: SendGridStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect.blocks.system import Secret
+
+    block = f"sendgrid-key-{uuid.uuid4().hex[:8]}"
+    monkeypatch.delenv("SENDGRID_API_KEY", raising=False)
+    configure(demo_project, sendgrid_yaml(standin.url, secret_block=block))
+    with pytest.raises(DeliveryError, match="no SendGrid API key") as missing:
+        run(demo_project)
+    assert block in (missing.value.hint or "")
+    assert standin.accepted() == []
+    Secret(value=KEY).save(block)
+    summary = run(demo_project)
+    assert summary.sent == summary.planned > 0
+    assert {m.api_key for m in standin.accepted()} == {KEY}
+    # the environment, when set, wins over the block
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.from-the-environment")
+    sender = open_sender(Project.load(demo_project))
+    assert isinstance(sender, SendGridSender)
+    assert sender._headers["Authorization"] == "Bearer SG.from-the-environment"
+    sender.close()
+
+
+def test_the_audit_catches_a_body_the_stand_in_should_not_have_accepted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import http.client
+    import json
+
+    from tests.sendgrid_audit import audit_session
+
+    monkeypatch.setattr("clvflow.delivery.standin_http.validate_mail_send", lambda b, now: [])
+    with audit_session() as audit, SendGridStandIn(KEY) as sg:
+        conn = http.client.HTTPConnection("127.0.0.1", sg.port, timeout=10)
+        body = {"personalizations": [{"to": [{"email": "a@example.com"}]}], "subject": "no from"}
+        conn.request("POST", "/v3/mail/send", body=json.dumps(body),
+                     headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})  # fmt: skip
+        assert conn.getresponse().status == 202
+        conn.close()
+        broken = sg
+    assert audit.checked == 1 and len(audit.invalid) == 1
+    assert "'from' is a required property" in audit.invalid[0]
+    broken.reset()  # keep the session's own audit clean of this deliberate breakage
