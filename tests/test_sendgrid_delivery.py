@@ -193,6 +193,7 @@ def _spawn(project: Project) -> subprocess.Popen[str]:
 def test_killed_mid_campaign_then_rerun_sends_each_recipient_at_most_once(
     sg_project: Project, standin: SendGridStandIn
 ) -> None:
+    planned = set(_run_plan_emails(sg_project))
     standin.set_faults(FaultConfig(rate_slow=1.0, slow_delay_s=0.05))
     child = _spawn(sg_project)
     deadline = time.monotonic() + 60
@@ -200,8 +201,9 @@ def test_killed_mid_campaign_then_rerun_sends_each_recipient_at_most_once(
         time.sleep(0.05)
     child.send_signal(signal.SIGKILL)
     child.communicate()
+    assert child.returncode == -signal.SIGKILL
     before = len(standin.accepted())
-    assert before >= 30
+    assert 30 <= before < len(planned)  # killed mid-campaign
     standin.set_faults(FaultConfig())
     time.sleep(1.2)  # the dead run's lease (run_lease_seconds: 1) expires
     summary = _run(sg_project)
@@ -215,6 +217,12 @@ def test_killed_mid_campaign_then_rerun_sends_each_recipient_at_most_once(
         if status == "sent":
             assert delivered[email] == 1
     assert set(statuses.values()) <= {"sent", "unknown", "holdout"}  # nothing left open
+    # every planned recipient: delivered exactly once, or reported unknown (delivered at
+    # most once: the dead run may or may not have got it out, and it is not sent again)
+    assert {e for e, s in statuses.items() if s == "sent"} | unknown == planned
+    assert set(delivered) <= planned
+    assert all(delivered[e] == 1 for e in planned - unknown)
+    assert summary.unknown == 0 and summary.failed == 0
 
 
 @pytest.fixture
@@ -239,6 +247,7 @@ def test_two_processes_on_one_campaign_send_each_recipient_once(
     standin.set_faults(FaultConfig(rate_slow=0.5, slow_delay_s=0.01))
     project = Project.load(sg_project.root)
     assert project.ledger_url == pg_ledger
+    planned = set(_run_plan_emails(project))
     children = [_spawn(project), _spawn(project)]
     outputs = [c.communicate(timeout=300) for c in children]
     for child, (_out, err) in zip(children, outputs, strict=True):
@@ -247,6 +256,7 @@ def test_two_processes_on_one_campaign_send_each_recipient_once(
     delivered = standin.deliveries_per_recipient()
     assert set(delivered.values()) == {1}
     assert sum(sent) == len(delivered) == sum(1 for s in _statuses(project).values() if s == "sent")
+    assert set(delivered) == planned  # every planned recipient, each exactly once
 
 
 def test_suppression_sync_pages_through_every_list_and_planning_skips_them(
