@@ -1,0 +1,464 @@
+"""Benchmark: a 100,000-recipient campaign end to end through SendGrid's API (the stand-in).
+
+Measured in one run, each side in its own child process, each against its own stand-in
+process on loopback HTTP (``python -m clvflow.delivery.standin``, which validates every
+request against SendGrid's schema and counts what it accepted per recipient):
+
+- clvflow: ``run_campaign`` with the ``sendgrid`` backend, the real path: evaluate the
+  segment, plan (suppressions, consent, address validation, ledger, frequency cap), claim in
+  the SQLite ledger, then per batch render (the shipped ``win_back`` template, with a unique
+  promo code and recommendations), mark sending, send, record every outcome;
+- a naive loop: the same segment members rendered by the same composer, then one
+  ``SendGridAPIClient.send`` per message (the official client, a new connection per call),
+  sequential, with no ledger at all (so it does less work than clvflow).
+
+Both report messages per second (wall, from after the imports) and peak RSS; clvflow also
+reports where its time went, per stage. The data is the demo shop generator's, restricted to
+customers who may get marketing mail, generated once into ``bench/.data/send-<n>/``.
+
+    .venv/bin/python bench/send.py                     # 100,000 recipients; naive on 10,000
+    .venv/bin/python bench/send.py --recipients 20000  # quick check
+    .venv/bin/python bench/send.py --profile           # + the top functions of clvflow's run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+DATA_ROOT = BENCH_DIR / ".data"
+TABLES = ("customers", "orders", "order_items", "products")
+SEED = 7
+REFERENCE = dt.date(2026, 11, 23)
+AS_OF = dt.datetime(2026, 11, 23, 10, 0)
+KEY = "SG.bench-key"
+CAMPAIGN = "bench-win-back"
+
+TARGET_RATE = 2000.0  # messages per second, end to end
+TARGET_SPEEDUP = 5.0  # against the naive loop
+
+PREFECT_YAML = f"""\
+deployments:
+  - name: {CAMPAIGN}
+    entrypoint: flows/campaign.py:campaign_flow
+    parameters:
+      campaign: {CAMPAIGN}
+      spec:
+        segment: everyone
+        template: win_back
+        resend: once
+        promo: {{discount_percent: 15, min_order: 40, valid_days: 21, prefix: BACK}}
+"""
+SEGMENT = (
+    "description: every customer in the benchmark shop\nwhere:\n  customer_id: {is_set: true}\n"
+)
+
+
+# --- data and project --------------------------------------------------------------------------
+
+
+def ensure_data(recipients: int, regenerate: bool) -> Path:
+    """The cached shop: ``recipients`` customers who may all get marketing mail."""
+    out = DATA_ROOT / f"send-{recipients}"
+    manifest = out / "manifest.json"
+    key = {"recipients": recipients, "seed": SEED, "reference": REFERENCE.isoformat()}
+    if not regenerate and manifest.is_file():
+        if json.loads(manifest.read_text()).items() >= key.items():
+            print(f"data: reusing {out}")
+            return out
+    shutil.rmtree(out, ignore_errors=True)
+    print(f"data: generating {out} ...", flush=True)
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, __file__, "--role", "data", "--recipients", str(recipients)], check=True
+    )
+    print(f"data: done in {time.perf_counter() - started:.1f} s")
+    return out
+
+
+def generate(recipients: int) -> None:
+    """Generate a demo shop with some spare customers, keep ``recipients`` eligible ones."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from clvflow.demo.shop import ShopSize, generate_shop
+    from clvflow.planning.plan import address_is_valid
+
+    out = DATA_ROOT / f"send-{recipients}"
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    customers = math.ceil(recipients * 1.25) + 100
+    size = ShopSize(customers=customers, orders=customers * 3)
+    generate_shop(tmp, reference=REFERENCE, seed=SEED, size=size, fmt="parquet")
+    table = pq.read_table(tmp / "customers.parquet")
+    consent = pc.fill_null(table["accepts_marketing"], True)
+    valid = [address_is_valid(str(e)) for e in table["email"].to_pylist()]
+    import pyarrow as pa
+
+    keep = pc.and_(consent, pa.array(valid))
+    table = table.filter(keep).slice(0, recipients)
+    if table.num_rows < recipients:
+        raise SystemExit(f"only {table.num_rows} eligible customers; raise the spare share")
+    pq.write_table(table, tmp / "customers.parquet")
+    key = {"recipients": recipients, "seed": SEED, "reference": REFERENCE.isoformat()}
+    (tmp / "manifest.json").write_text(json.dumps({**key, "generated_customers": customers}))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+
+
+def build_project(data_dir: Path, into: Path) -> Path:
+    """A project folder: the repository's templates and clvflow.yaml, one segment, one campaign."""
+    shutil.copytree(REPO / "templates", into / "templates")
+    (into / "segments").mkdir()
+    (into / "segments" / "everyone.yaml").write_text(SEGMENT)
+    (into / "prefect.yaml").write_text(PREFECT_YAML)
+    config = (REPO / "clvflow.yaml").read_text(encoding="utf-8")
+    for table in TABLES:
+        config = config.replace(f"data/{table}.csv", str(data_dir / f"{table}.parquet"))
+    (into / "clvflow.yaml").write_text(config, encoding="utf-8")
+    return into
+
+
+# --- the stand-in, in its own process -----------------------------------------------------------
+
+
+@contextmanager
+def standin(report: Path) -> Iterator[tuple[str, int]]:
+    """``python -m clvflow.delivery.standin`` on a free port; yields (url, pid)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clvflow.delivery.standin", "--port", "0", "--key", KEY,
+         "--no-content", "--report", str(report)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http://"):
+        proc.kill()
+        raise SystemExit(f"the stand-in did not start (said {url!r})")
+    try:
+        yield url, proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- the two sides ------------------------------------------------------------------------------
+
+
+class StageClock:
+    """Wall time per stage, each call's own time (nested timed calls are subtracted)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._stack: list[float] = []
+
+    def wrap(self, owner: Any, method: str, stage: str) -> None:
+        original: Callable[..., Any] = getattr(owner, method)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._stack.append(0.0)
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - started
+                nested = self._stack.pop()
+                self.totals[stage] = self.totals.get(stage, 0.0) + elapsed - nested
+                self.calls[stage] = self.calls.get(stage, 0) + 1
+                if self._stack:
+                    self._stack[-1] += elapsed
+
+        setattr(owner, method, timed)
+
+
+def child_clvflow(project_dir: Path, out: Path, profile: Path | None) -> None:
+    from clvflow.campaigns.catalog import load_campaigns
+    from clvflow.campaigns.runner import CampaignRun, run_campaign
+    from clvflow.delivery.sendgrid import SendGridSender
+    from clvflow.ledger.store import Ledger
+    from clvflow.project.layout import Project
+    from clvflow.rendering.composer import Composer
+
+    clock = StageClock()
+    for method, stage in (
+        ("evaluate", "evaluate segment"),
+        ("plan", "plan (suppressions, consent, addresses, ledger, cap)"),
+        ("claim", "claim (ledger inserts)"),
+        ("render_batch", "render: promo codes, message assembly"),
+        ("send_batch", "run.send_batch: the rest"),
+    ):
+        clock.wrap(CampaignRun, method, stage)
+    clock.wrap(Composer, "compose", "render: composer (context, Jinja, CSS, text)")
+    clock.wrap(SendGridSender, "send_batch", "send: payloads + HTTP (threads)")
+    for method in ("mark_sending", "record", "renew_lease", "add_promo_codes", "promo_codes_for"):
+        clock.wrap(Ledger, method, "ledger: per-batch writes")
+
+    rss_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    project = Project.load(project_dir)
+    campaign = load_campaigns(project.prefect_file)[CAMPAIGN]
+    profiler = None
+    if profile is not None:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    cpu0, started = time.process_time(), time.perf_counter()
+    summary = run_campaign(project, campaign, as_of=AS_OF)
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    ledger = Ledger(project.ledger_url)
+    statuses = ledger.status_counts(CAMPAIGN)
+    ledger.close()
+    result = {
+        "wall": wall,
+        "cpu": cpu,
+        "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "rss_imports": rss_imports,
+        "summary": summary.as_dict(),
+        "ledger": statuses,
+        "stages": clock.totals,
+        "calls": clock.calls,
+    }
+    out.write_text(json.dumps(result, default=str))
+
+
+def child_naive(project_dir: Path, out: Path, limit: int) -> None:
+    """Render the same members with the same composer, then send each with the official
+    client, one call at a time, in order. No ledger: nothing is claimed or recorded."""
+    from python_http_client.exceptions import HTTPError
+    from sendgrid import SendGridAPIClient
+    from sendgrid.helpers.mail import CustomArg, Header, Mail
+
+    from clvflow.compliance.secret import signing_key
+    from clvflow.data.sources import open_shop_data
+    from clvflow.project.layout import Project
+    from clvflow.rendering.composer import Composer
+    from clvflow.rendering.templates import TemplateLibrary
+    from clvflow.segments.catalog import SegmentCatalog, compile_segment
+    from clvflow.segments.members import member_frame, records
+
+    rss_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    project = Project.load(project_dir)
+    cfg = project.config
+    started = time.perf_counter()
+    data = open_shop_data(project)
+    segments = SegmentCatalog.load(project.segments_dir)
+    members = member_frame(data, compile_segment(segments, "everyone", data, AS_OF), AS_OF)
+    rows = records(members)
+    evaluated = time.perf_counter() - started
+    rows = rows[:limit] if limit else rows
+    templates = TemplateLibrary(project.templates_dir, cfg.shop.default_locale)
+    composer = Composer(
+        cfg.shop, data, templates, signing_key(project.state_dir, allow_local=False), AS_OF
+    )
+    client = SendGridAPIClient(os.environ["SENDGRID_API_KEY"], host=os.environ["SENDGRID_API_HOST"])
+    client.client.timeout = 10
+    sent = failed = 0
+    for start in range(0, len(rows), 1000):
+        chunk = rows[start : start + 1000]
+        for row, item in zip(
+            chunk, composer.compose("win_back", CAMPAIGN, [("once", r) for r in chunk]), strict=True
+        ):
+            if item.email is None:
+                failed += 1
+                continue
+            mail = Mail(
+                from_email=(cfg.shop.from_email, cfg.shop.from_name),
+                to_emails=str(row["email"]),
+                subject=item.email.subject,
+                plain_text_content=item.email.text,
+                html_content=item.email.html,
+            )
+            for name, value in item.headers.items():
+                mail.header = Header(name, value)
+            mail.custom_arg = CustomArg("clvflow_customer", str(row["customer_id"]))
+            try:
+                client.send(mail)
+                sent += 1
+            except HTTPError:
+                failed += 1
+    wall = time.perf_counter() - started
+    data.close()
+    result = {
+        "wall": wall,
+        "evaluate": evaluated,
+        "sent": sent,
+        "failed": failed,
+        "members": len(members),
+        "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "rss_imports": rss_imports,
+    }
+    out.write_text(json.dumps(result))
+
+
+# --- the parent ---------------------------------------------------------------------------------
+
+
+def run_side(role: str, project: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One side against a fresh stand-in; returns its result plus the stand-in's report."""
+    out = work / f"{role}.json"
+    report_file = work / f"{role}-standin.json"
+    env = dict(os.environ)
+    env.update(
+        CLVFLOW_DELIVERY="sendgrid",
+        SENDGRID_API_KEY=KEY,
+        CLVFLOW_LEDGER_URL=f"sqlite:///{work / (role + '-ledger.db')}",
+        CLVFLOW_SECRET_KEY="bench-signing-key-0123456789abcdef",
+        NO_PROXY="127.0.0.1,localhost",
+    )
+    command = [sys.executable, __file__, "--role", role, "--project", str(project),
+               "--out", str(out), "--recipients", str(args.recipients),
+               "--naive-recipients", str(args.naive_recipients)]  # fmt: skip
+    if role == "clvflow" and args.profile:
+        command += ["--profile-out", str(work / "clvflow.prof")]
+    with standin(report_file) as (url, pid):
+        env["SENDGRID_API_HOST"] = url
+        cpu0 = cpu_seconds(pid)
+        subprocess.run(command, check=True, env=env)
+        standin_cpu = cpu_seconds(pid) - cpu0
+    result: dict[str, Any] = json.loads(out.read_text())
+    result["standin"] = json.loads(report_file.read_text())
+    result["standin_cpu"] = standin_cpu
+    return result
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def report(ours: dict[str, Any], naive: dict[str, Any], args: argparse.Namespace) -> None:
+    summary = ours["summary"]
+    sent = int(summary["sent"])
+    rate = sent / ours["wall"]
+    sg = ours["standin"]
+    print()
+    print(f"clvflow: {summary['members']:,} members, {summary['planned']:,} planned, "
+          f"{sent:,} sent, {summary['failed']} failed, {summary['unknown']} unknown; "
+          f"ledger {ours['ledger']}")  # fmt: skip
+    print(
+        f"  stand-in accepted {sg['accepted']:,} for {sg['recipients']:,} recipients; "
+        f"more than once: {len(sg['recipients_more_than_once'])}; replies {sg['statuses']}"
+    )
+    exact = (
+        sg["accepted"] == sent == summary["planned"] == sg["recipients"]
+        and not sg["recipients_more_than_once"]
+        and ours["ledger"].get("sent") == sent
+    )
+    print(f"  every planned message accepted exactly once and recorded sent: {exact}")
+    print(
+        f"  wall {ours['wall']:.1f} s, CPU {ours['cpu']:.1f} s "
+        f"({ours['cpu'] / max(sent, 1) * 1e6:.0f} µs/message); stand-in CPU "
+        f"{ours['standin_cpu']:.1f} s ({ours['standin_cpu'] / max(sent, 1) * 1e6:.0f} µs/message)"
+    )
+    print(f"  peak RSS {ours['rss'] / 1e6:,.0f} MB ({ours['rss_imports'] / 1e6:,.0f} MB after "
+          f"imports); stand-in {sg['max_rss_mb'] * 1.048576:,.0f} MB")  # fmt: skip
+    print("  where the wall time went (each stage's own time):")
+    total = sum(ours["stages"].values())
+    for stage, seconds in sorted(ours["stages"].items(), key=lambda kv: -kv[1]):
+        print(f"    {stage:<55} {seconds:7.2f} s  {seconds / ours['wall']:5.1%}  "
+              f"{seconds / max(sent, 1) * 1e6:6.0f} µs/msg")  # fmt: skip
+    print(f"    {'(outside the timed stages)':<55} {ours['wall'] - total:7.2f} s")
+
+    n_naive = naive["sent"]
+    loop = naive["wall"] - naive["evaluate"]
+    # the naive side sends the first --naive-recipients members: scale its loop to all
+    naive_all = naive["evaluate"] + loop * summary["planned"] / max(n_naive, 1)
+    naive_rate = summary["planned"] / naive_all
+    print()
+    print(
+        f"naive: {n_naive:,} sent, {naive['failed']} failed, stand-in accepted "
+        f"{naive['standin']['accepted']:,}; evaluate {naive['evaluate']:.1f} s, "
+        f"render + send loop {loop:.1f} s ({loop / max(n_naive, 1) * 1e6:.0f} µs/message)"
+    )
+    print(f"  scaled to {summary['planned']:,} messages: {naive_all:.1f} s, "
+          f"{naive_rate:,.0f} messages/s; peak RSS {naive['rss'] / 1e6:,.0f} MB; "
+          f"stand-in CPU {naive['standin_cpu'] / max(n_naive, 1) * 1e6:.0f} µs/message")  # fmt: skip
+    ratio = rate / naive_rate
+    print()
+    print(f"clvflow {rate:,.0f} messages/s end to end, naive {naive_rate:,.0f} messages/s: "
+          f"{ratio:.2f}×")  # fmt: skip
+    print(f"  ≥ {TARGET_RATE:,.0f} messages/s: {verdict(rate >= TARGET_RATE)} ({rate:,.0f})")
+    print(f"  ≥ {TARGET_SPEEDUP:.0f}× the naive loop: {verdict(ratio >= TARGET_SPEEDUP)} "
+          f"({ratio:.2f}×)")  # fmt: skip
+    print(f"  exactly once: {verdict(exact)}")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
+
+
+def print_profile(path: Path, top: int = 30) -> None:
+    import pstats
+
+    print(f"\nclvflow's run, top {top} functions by own time (cProfile, slows the run):")
+    pstats.Stats(str(path)).sort_stats("tottime").print_stats(top)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--recipients", type=int, default=100_000, help="campaign size (100,000)")
+    p.add_argument("--naive-recipients", type=int, default=10_000,
+                   help="messages the naive loop sends (its rate is scaled; 0: all)")  # fmt: skip
+    p.add_argument("--regenerate", action="store_true", help="rebuild the cached data")
+    p.add_argument("--profile", action="store_true", help="cProfile clvflow's run as well")
+    p.add_argument("--keep", action="store_true", help="keep the temporary project folder")
+    p.add_argument("--role", choices=("data", "clvflow", "naive"), help=argparse.SUPPRESS)
+    p.add_argument("--project", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--profile-out", type=Path, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.role == "data":
+        return generate(args.recipients)
+    if args.role == "clvflow":
+        return child_clvflow(args.project, args.out, args.profile_out)
+    if args.role == "naive":
+        return child_naive(args.project, args.out, args.naive_recipients)
+    load = os.getloadavg()
+    print(f"send benchmark: {args.recipients:,} recipients, {os.cpu_count()} cores, "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")  # fmt: skip
+    data_dir = ensure_data(args.recipients, args.regenerate)
+    work = Path(tempfile.mkdtemp(prefix="clvflow-send-bench-"))
+    try:
+        project = build_project(data_dir, work / "project")
+        print("clvflow: running ...", flush=True)
+        ours = run_side("clvflow", project, work, args)
+        print(f"clvflow: {ours['wall']:.1f} s; naive: running ...", flush=True)
+        naive = run_side("naive", project, work, args)
+        report(ours, naive, args)
+        if args.profile:
+            print_profile(work / "clvflow.prof")
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
