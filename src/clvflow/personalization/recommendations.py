@@ -2,13 +2,17 @@
 excluding what they already have; best sellers fill the rest.
 
 Co-purchase counts and best sellers are computed once per run (one query each, inside the
-data engine); per batch, one query fetches what the batch's customers own, and the scoring is
-a vectorized pandas join, not a loop over customers.
+data engine). On files (DuckDB) what every customer owns is kept in a temporary table too,
+and a batch is scored by one query (owned × co-purchase counts, minus owned, top N per
+customer) with the batch's ids as a parameter. On a database, one query per batch fetches
+what the batch's customers own and the scoring is a vectorized pandas join. Neither loops
+over customers to score.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +30,7 @@ class Recommender:
         self.limit = limit
         self.as_of = as_of
         self.enabled = data.has("order_items") and data.has("products")
+        self._tables: tuple[str, str] | None = None
         if self.enabled:
             self._prepare()
 
@@ -65,11 +70,65 @@ class Recommender:
             )
         }
 
+    def _prepare_tables(self) -> tuple[str, str]:
+        """Temporary tables (DuckDB): co-purchase counts, and what each customer owns."""
+        con = self.data.con
+        assert con is not None
+        suffix = uuid.uuid4().hex[:12]
+        pairs, owned = f"clvflow_pairs_{suffix}", f"clvflow_owned_{suffix}"
+        con.register(f"{pairs}_frame", self.pairs)
+        con.execute(
+            f"CREATE TEMP TABLE {pairs} AS SELECT CAST(src AS VARCHAR) AS src, "
+            f"CAST(dst AS VARCHAR) AS dst, together FROM {pairs}_frame"
+        )
+        con.unregister(f"{pairs}_frame")
+        con.execute(
+            f"""CREATE TEMP TABLE {owned} AS SELECT DISTINCT o.customer_id, i.product_id
+                FROM orders AS o JOIN order_items AS i ON i.order_id = o.order_id
+                WHERE o.placed_at <= {sql_timestamp(self.as_of)}"""
+        )
+        return pairs, owned
+
+    def _scored_in_engine(
+        self, customer_ids: Sequence[str]
+    ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(customer, product) top co-purchases per customer, and (customer, product) owned."""
+        con = self.data.con
+        assert con is not None
+        if self._tables is None:
+            self._tables = self._prepare_tables()
+        pairs, owned = self._tables
+        ids = [list(customer_ids)]
+        mine = f"SELECT customer_id, product_id FROM {owned} WHERE customer_id IN " + (
+            "(SELECT unnest($1::VARCHAR[]))"
+        )
+        top = con.execute(
+            f"""WITH mine AS ({mine}),
+                scored AS (
+                  SELECT m.customer_id, p.dst AS product_id, SUM(p.together) AS together
+                  FROM mine AS m JOIN {pairs} AS p ON p.src = m.product_id
+                  GROUP BY m.customer_id, p.dst
+                ),
+                fresh AS (
+                  SELECT s.* FROM scored AS s ANTI JOIN mine AS m
+                    ON m.customer_id = s.customer_id AND m.product_id = s.product_id
+                )
+                SELECT customer_id, product_id FROM fresh
+                QUALIFY ROW_NUMBER() OVER (
+                  PARTITION BY customer_id ORDER BY together DESC, product_id) <= {self.limit}
+                ORDER BY customer_id, together DESC, product_id""",
+            ids,
+        ).fetchall()
+        return top, con.execute(mine, ids).fetchall()
+
     def for_customers(self, customer_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """customer_id → up to ``limit`` products ``{product_id, name, category, price, url}``."""
         out: dict[str, list[dict[str, Any]]] = {c: [] for c in customer_ids}
         if not self.enabled or not customer_ids:
             return out
+        if self.data.con is not None:
+            top, owned_rows = self._scored_in_engine(customer_ids)
+            return self._fill(out, top, owned_rows)
         data = self.data
         owned = data.frame(
             f"""{data.with_clause()}SELECT DISTINCT o.customer_id, i.product_id
@@ -88,10 +147,23 @@ class Recommender:
             ["customer_id", "together", "product_id"], ascending=[True, False, True]
         )
         top = scored.groupby("customer_id").head(self.limit)
+        return self._fill(
+            out,
+            list(zip(top["customer_id"], top["product_id"], strict=True)),
+            list(zip(owned["customer_id"], owned["product_id"], strict=True)),
+        )
+
+    def _fill(
+        self,
+        out: dict[str, list[dict[str, Any]]],
+        top: Sequence[tuple[Any, Any]],
+        owned: Sequence[tuple[Any, Any]],
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The scored products in order, then best sellers the customer lacks."""
         has: dict[str, set[str]] = {}
-        for cid, pid in zip(owned["customer_id"], owned["product_id"], strict=True):
+        for cid, pid in owned:
             has.setdefault(str(cid), set()).add(str(pid))
-        for cid, pid in zip(top["customer_id"], top["product_id"], strict=True):
+        for cid, pid in top:
             out[str(cid)].append(self.products[str(pid)])
         for cid, chosen in out.items():
             if len(chosen) < self.limit:

@@ -14,7 +14,7 @@ from typing import Any
 from clvflow.compliance.unsubscribe import list_unsubscribe_headers, make_token, unsubscribe_url
 from clvflow.data.sources import ShopData
 from clvflow.errors import TemplateError
-from clvflow.personalization.orders import OrderView, latest_orders
+from clvflow.personalization.orders import OrderLookup, OrderView
 from clvflow.personalization.recommendations import Recommender
 from clvflow.project.config import ShopConfig
 from clvflow.rendering.context import message_context, shop_context
@@ -47,6 +47,7 @@ class Composer:
         self.as_of = as_of
         self._shop_context = shop_context(shop)
         self._recommender: Recommender | None = None
+        self._orders = OrderLookup(data, as_of)
 
     @property
     def recommender(self) -> Recommender:
@@ -75,7 +76,7 @@ class Composer:
         ``orders`` (customer → order) overrides the latest order, e.g. the triggering one."""
         ids = [str(row["customer_id"]) for _, row in rows]
         given = orders or {}
-        orders = latest_orders(self.data, [i for i in ids if i not in given], self.as_of)
+        orders = self._orders.for_customers([i for i in ids if i not in given])
         orders.update({i: given[i] for i in ids if i in given})
         recos = self.recommender.for_customers(ids)
         out: list[Composed] = []

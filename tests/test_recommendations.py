@@ -1,0 +1,166 @@
+"""Recommendations on a hand-made shop: co-purchases, minus what the customer owns, then
+best sellers; the same on files (DuckDB) and pushed down to PostgreSQL. Also the latest
+order per customer, looked up once per run on files, equal to the per-batch query."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from clvflow.data.sources import open_shop_data
+from clvflow.personalization.orders import OrderLookup, latest_orders
+from clvflow.personalization.recommendations import Recommender
+from clvflow.project.layout import Project
+from tests.conftest import BASE_CONFIG, POSTGRES_URL, ProjectFactory
+
+AS_OF = dt.datetime(2026, 11, 23, 12, 0)
+
+CUSTOMERS = """customer_id,email,first_name
+X1,x1@example.com,Ann
+X2,x2@example.com,Bob
+X3,x3@example.com,Cy
+X4,x4@example.com,Di
+X5,x5@example.com,Ed
+X6,x6@example.com,Flo
+"""
+ORDERS = """order_id,customer_id,placed_at,total,currency
+A1,X1,2026-01-01 10:00:00,70.00,EUR
+A2,X2,2026-02-01 10:00:00,70.00,EUR
+A3,X3,2026-03-01 10:00:00,70.00,EUR
+A4,X4,2026-04-01 10:00:00,40.00,EUR
+A5,X5,2026-05-01 10:00:00,230.00,EUR
+A6,X4,2026-12-01 10:00:00,15.00,EUR
+"""
+ITEMS = """order_id,product_id,quantity,unit_price
+A1,P1,1,40.00
+A1,P2,1,30.00
+A2,P1,1,40.00
+A2,P3,1,30.00
+A3,P1,1,40.00
+A3,P2,1,30.00
+A4,P1,1,40.00
+A5,P2,1,30.00
+A5,P4,1,200.00
+A6,P5,1,15.00
+"""
+PRODUCTS = """product_id,name,category,price,url
+P1,Invitation Suite,invitations,40.00,https://shop.example/p1
+P2,Thank-You Cards,thank-you-cards,30.00,https://shop.example/p2
+P3,Save-the-Date,save-the-dates,30.00,https://shop.example/p3
+P4,Wedding Album,albums,200.00,https://shop.example/p4
+P5,Gift Wrap,gift-wrap,15.00,https://shop.example/p5
+"""
+FILES = {
+    "data/customers.csv": CUSTOMERS,
+    "data/orders.csv": ORDERS,
+    "data/order_items.csv": ITEMS,
+    "data/products.csv": PRODUCTS,
+}
+
+# Worked out by hand. Co-purchase counts (orders ≤ AS_OF; A6 is later):
+#   P1→P2 2 (A1, A3), P1→P3 1 (A2), P2→P1 2, P2→P4 1 (A5), P3→P1 1, P4→P2 1.
+# Best sellers (orders holding the product): P1 4, P2 3, P3 1, P4 1 (ties by id); P5 none.
+EXPECTED = {
+    "X1": ["P3", "P4"],  # owns P1, P2: P3 (from P1) and P4 (from P2) tie at 1; nothing else
+    "X2": ["P2", "P4"],  # owns P1, P3: P2 (2) from P1; then the best seller P4
+    "X4": ["P2", "P3", "P4"],  # owns P1 (P5 is after AS_OF): P2 2, P3 1, then best seller P4
+    "X5": ["P1", "P3"],  # owns P2, P4: P1 2; best sellers P1 (taken), P2 (owned), P3
+    "X6": ["P1", "P2", "P3"],  # no orders: the best sellers
+}
+
+
+def _recommendations(root: Path) -> tuple[dict[str, list[str]], str]:
+    data = open_shop_data(Project.load(root))
+    try:
+        recos = Recommender(data, AS_OF).for_customers(sorted(EXPECTED))
+        return {c: [p["product_id"] for p in ps] for c, ps in recos.items()}, data.dialect
+    finally:
+        data.close()
+
+
+def test_co_purchases_minus_owned_then_best_sellers_on_files(
+    make_project: ProjectFactory,
+) -> None:
+    got, dialect = _recommendations(make_project(FILES))
+    assert dialect == "duckdb"
+    assert got == EXPECTED
+
+
+def test_recommended_products_carry_what_templates_show(make_project: ProjectFactory) -> None:
+    data = open_shop_data(Project.load(make_project(FILES)))
+    try:
+        (first, *_) = Recommender(data, AS_OF).for_customers(["X5"])["X5"]
+    finally:
+        data.close()
+    assert first == {
+        "product_id": "P1",
+        "name": "Invitation Suite",
+        "category": "invitations",
+        "price": 40.0,
+        "url": "https://shop.example/p1",
+    }
+
+
+def test_latest_order_once_per_run_equals_the_per_batch_query(
+    make_project: ProjectFactory,
+) -> None:
+    data = open_shop_data(Project.load(make_project(FILES)))
+    try:
+        ids = ["X1", "X4", "X5", "X6"]
+        once = OrderLookup(data, AS_OF).for_customers(ids)
+        per_batch = latest_orders(data, ids, AS_OF)
+    finally:
+        data.close()
+    assert once == per_batch
+    assert sorted(once) == ["X1", "X4", "X5"]  # X6 has no order
+    assert once["X4"].order_id == "A4"  # A6 is after AS_OF
+    assert [i["product_id"] for i in once["X5"].items] == ["P2", "P4"]
+
+
+DDL = {
+    "customers": "customer_id TEXT PRIMARY KEY, email TEXT, first_name TEXT",
+    "orders": "order_id TEXT PRIMARY KEY, customer_id TEXT, placed_at TIMESTAMP, "
+    "total NUMERIC(12,2), currency TEXT",
+    "order_items": "order_id TEXT, product_id TEXT, quantity INTEGER, unit_price NUMERIC(12,2)",
+    "products": "product_id TEXT PRIMARY KEY, name TEXT, category TEXT, price NUMERIC(12,2), "
+    "url TEXT",
+}
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    schema = f"reco_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(POSTGRES_URL)
+    with engine.begin() as con:
+        con.execute(text(f'CREATE SCHEMA "{schema}"'))
+        for table, columns in DDL.items():
+            con.execute(text(f'CREATE TABLE "{schema}"."{table}" ({columns})'))
+            header, *lines = FILES[f"data/{table}.csv"].strip().splitlines()
+            names = header.split(",")
+            for line in lines:
+                row = dict(zip(names, line.split(","), strict=True))
+                marks = ", ".join(f":{k}" for k in names)
+                con.execute(text(f'INSERT INTO "{schema}"."{table}" VALUES ({marks})'), row)
+    try:
+        yield schema
+    finally:
+        with engine.begin() as con:
+            con.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_the_same_recommendations_pushed_down_to_postgres(
+    make_project: ProjectFactory, pg_schema: str
+) -> None:
+    head = BASE_CONFIG.split("data:")[0]
+    tables = "\n".join(f"  {t}: {pg_schema}.{t}" for t in DDL)
+    config = f"{head}data:\n  url: {POSTGRES_URL}\n{tables}\nledger: sqlite:///.clvflow/ledger.db\n"
+    got, dialect = _recommendations(make_project(config=config))
+    assert dialect == "postgresql"
+    assert got == EXPECTED
