@@ -117,7 +117,7 @@ def publish(report: Report, path: Path) -> None:
             "Conversions and revenue per campaign, occurrence, variant and locale",
         ),
         "engagement": (engagement_rows(report), "SendGrid events per campaign"),
-        "customers": (shop_rows(report), "CLV, AOV, purchase frequency, repeat and retention"),
+        "metrics": (shop_rows(report), "CLV, AOV, purchase frequency, repeat and retention"),
         "ltv-cac": (ltv_cac_rows(report), "LTV:CAC per acquisition channel"),
     }
     for name, (rows, description) in tables.items():
