@@ -4,13 +4,20 @@
 from __future__ import annotations
 
 import email
+import json
 from collections import Counter
 from email import policy
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from clvflow.campaigns.catalog import load_campaigns
 from clvflow.cli.main import main
+from clvflow.ledger.schema import messages, skips
+from clvflow.ledger.store import Ledger
+from clvflow.orchestration.artifacts import artifact_key
+from clvflow.project.layout import Project
 
 pytestmark = pytest.mark.prefect
 
@@ -37,7 +44,78 @@ def test_demo_writes_real_emails_and_is_idempotent(
     assert all(f.relative_to(outbox).as_posix() in index for f in files)
     assert f"{len(files)} emails written" in first
 
+    _artifacts_match_the_ledger(demo_project)
+
     assert main(["demo", "--project", str(demo_project)]) == 0
     second = capsys.readouterr().out
     assert "0 sent:" in second and "already sent" in second
     assert sorted(outbox.rglob("*.eml")) == files
+
+
+def _latest_counts(keys: list[str]) -> dict[str, dict[str, int]]:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    async def read() -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        async with get_client() as client:
+            for key in keys:
+                found = await client.read_artifacts(
+                    artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                    sort=ArtifactSort.CREATED_DESC,
+                    limit=1,
+                )
+                assert found, f"no artifact {key}"
+                data = found[0].data
+                rows = json.loads(data) if isinstance(data, str) else data
+                out[key] = {str(r["what"]): int(r["count"]) for r in rows}
+        return out
+
+    return asyncio.run(read())
+
+
+def _artifacts_match_the_ledger(project_dir: Path) -> None:
+    """The table artifact of each campaign's (only) run, read back through the Prefect API,
+    counts what the ledger holds for that campaign."""
+    project = Project.load(project_dir)
+    campaigns = load_campaigns(project.prefect_file)
+    keys = {name: f"{artifact_key(name)}-counts" for name in campaigns}
+    tables = _latest_counts(list(keys.values()))
+    ledger = Ledger(project.ledger_url)
+    try:
+        with ledger.engine.connect() as con:
+            statuses = Counter(
+                (str(c), str(s))
+                for c, s in con.execute(select(messages.c.campaign, messages.c.status))
+            )
+            reasons = Counter(
+                (str(c), str(r)) for c, r in con.execute(select(skips.c.campaign, skips.c.reason))
+            )
+            locales = Counter(
+                (str(c), str(loc))
+                for c, loc in con.execute(
+                    select(messages.c.campaign, messages.c.locale).where(
+                        messages.c.status == "sent"
+                    )
+                )
+            )
+    finally:
+        ledger.close()
+    total_sent = 0
+    for name, key in keys.items():
+        rows = tables[key]
+        assert rows["sent"] == statuses[(name, "sent")], (name, rows)
+        assert rows["failed"] == statuses[(name, "failed")], (name, rows)
+        assert rows["holdout (withheld to measure uplift)"] == statuses[(name, "holdout")]
+        assert rows.get("waiting for the send window", 0) == reasons[(name, "outside_send_window")]
+        for (campaign, reason), count in reasons.items():
+            if campaign == name and reason != "outside_send_window":
+                assert rows[f"skipped: {reason.replace('_', ' ')}"] == count, (name, reason)
+        for (campaign, locale), count in locales.items():
+            if campaign == name:
+                assert rows[f"locale {locale}: sent"] == count, (name, locale)
+        total_sent += rows["sent"]
+    assert total_sent == sum(n for (_, s), n in statuses.items() if s == "sent") > 0

@@ -317,6 +317,7 @@ class CampaignRun:
                 o.reason,
                 o.provider_id,
                 subject=by_id[o.message_id].subject if o.message_id in by_id else None,
+                locale=tags[o.message_id][0] if o.message_id in tags else None,
             )
             for o in outcomes
         ]
