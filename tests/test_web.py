@@ -22,9 +22,10 @@ from sqlalchemy import select
 
 from clvflow.campaigns.catalog import load_campaigns
 from clvflow.campaigns.runner import run_campaign
-from clvflow.ledger.schema import suppressions
+from clvflow.ledger.schema import events, messages, suppressions
 from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project
+from clvflow.reporting.summary import summary_markdown, summary_rows
 from clvflow.web.app import create_app
 from tests.conftest import AS_OF, ProjectFactory
 from tests.test_campaign_run import FILES
@@ -100,6 +101,10 @@ def test_one_click_unsubscribe_end_to_end(project: Project, client: httpx.Client
     summary = run_campaign(project, campaigns["second"], as_of=AS_OF)
     assert summary.skipped["unsubscribed"] == 1
     assert not (project.outbox_dir / "second" / "once" / "C2.eml").exists()
+    # and says so, in the run's summary (the Prefect artifact and the terminal table)
+    assert {"what": "skipped: unsubscribed", "count": 1} in summary_rows(summary)
+    assert "| skipped: unsubscribed | 1 |" in summary_markdown(summary)
+    assert summary.sent == 3  # the other consenting customers with valid addresses
 
 
 def test_get_confirms_before_unsubscribing(project: Project, client: httpx.Client) -> None:
@@ -162,6 +167,13 @@ def test_signed_batch_is_recorded_once_and_suppresses(
     }  # a 'blocked' bounce is temporary: dora is not suppressed
     replay = client.post("/webhooks/sendgrid", content=body, headers=_signed(key_pair, body))
     assert replay.status_code == 200 and replay.json()["new"] == 0
+    with Ledger(project.ledger_url).engine.connect() as con:
+        mapped = con.execute(
+            select(events.c.message_id, events.c.campaign, events.c.customer_id).where(
+                events.c.event_id == "e1"
+            )
+        ).one()
+    assert tuple(mapped) == (1, "everyone", "C1")  # mapped back through custom_args
     ledger = Ledger(project.ledger_url)
     assert ledger.event_counts() == {
         "delivered": 1,
@@ -197,3 +209,44 @@ def test_rejected_batches_record_nothing(
     assert ledger.event_counts() == {}
     ledger.close()
     assert _suppressed(project) == {}
+
+
+def test_webhook_events_feed_the_report(
+    client: httpx.Client, project: Project, key_pair: ec.EllipticCurvePrivateKey
+) -> None:
+    """Events posted for real ledger messages show in the report's engagement counts:
+    messages with at least one event of each kind (a second open is not a second message)."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from clvflow.reporting.report import measure_campaigns
+
+    run_campaign(project, load_campaigns(project.prefect_file)["everyone"], as_of=AS_OF)
+    ledger = Ledger(project.ledger_url)
+    sent = dt.datetime(2026, 11, 23, 11, 0)
+    with ledger.engine.begin() as con:
+        con.execute(update(messages).values(planned_at=sent, finished_at=sent))
+        ids = {
+            str(r.customer_id): int(r.id)
+            for r in con.execute(select(messages.c.id, messages.c.customer_id))
+        }
+    ledger.close()
+
+    def event(n: int, kind: str, customer: str) -> dict[str, object]:
+        return {"email": f"{customer}@example.com", "event": kind, "sg_event_id": f"x{n}",
+                "timestamp": 1795400000 + n, "clvflow_message": str(ids[customer]),
+                "clvflow_campaign": "everyone", "clvflow_customer": customer}  # fmt: skip
+
+    batch = [
+        event(1, "delivered", "C1"), event(2, "delivered", "C2"), event(3, "delivered", "C4"),
+        event(4, "open", "C1"), event(5, "open", "C1"), event(6, "open", "C2"),
+        event(7, "click", "C1"), event(8, "unsubscribe", "C4"),
+    ]  # fmt: skip
+    body = json.dumps(batch)
+    response = client.post("/webhooks/sendgrid", content=body, headers=_signed(key_pair, body))
+    assert response.status_code == 200 and response.json()["unmapped"] == 0
+    measured = measure_campaigns(project, dt.datetime(2026, 11, 1), dt.datetime(2026, 11, 30))
+    counts = measured.engagement.loc["everyone"].to_dict()
+    assert counts == {"delivered": 3, "open": 2, "click": 1, "bounce": 0, "spamreport": 0,
+                      "unsubscribe": 1}  # fmt: skip
