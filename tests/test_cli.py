@@ -176,3 +176,51 @@ def test_validate_reports_a_missing_translation(
     assert main(["validate", "--project", str(demo_project), *AS_OF]) == 4
     out = capsys.readouterr().out
     assert "points_expiry.ru.html.j2" in out and "no 'ru' version" in out
+
+
+def test_validate_rejects_marketing_mail_without_postal_address(
+    demo_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    footer = demo_project / "templates" / "partials" / "footer.html.j2"
+    footer.write_text(footer.read_text().replace("{{ shop.postal_address }}", ""))
+    assert main(["validate", "--project", str(demo_project), *AS_OF]) == 4
+    out = capsys.readouterr().out
+    assert "lacks the shop's postal address" in out
+    assert ".html.j2" in out  # the template file that renders without it
+
+
+def test_preview_subject_and_headers_never_carry_line_breaks(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clvflow.compliance.secret import signing_key
+    from clvflow.data.sources import open_shop_data
+    from clvflow.project.layout import Project
+    from clvflow.rendering.composer import Composer
+    from clvflow.rendering.templates import TemplateLibrary
+    from tests.conftest import AS_OF as WHEN
+
+    root = make_project(
+        {
+            "templates/t.html.j2": '---\nsubject: "Hi {{ customer.first_name }}"\n---\n'
+            '<p><a href="{{ unsubscribe_url }}">u</a> {{ shop.postal_address }}</p>\n'
+        }
+    )
+    project = Project.load(root)
+    data = open_shop_data(project)
+    try:
+        composer = Composer(
+            project.config.shop,
+            data,
+            TemplateLibrary(project.templates_dir, "en"),
+            signing_key(project.state_dir, allow_local=True),
+            WHEN,
+        )
+        row = {"customer_id": "C1", "first_name": "Ann\r\nBcc: victim@example.com", "locale": "en"}
+        (item,) = composer.compose("t", "win-back", [("once", row)])
+    finally:
+        data.close()
+    assert item.email is not None
+    assert item.email.subject == "Hi Ann Bcc: victim@example.com"
+    for name, value in [("Subject", item.email.subject), *item.headers.items()]:
+        assert "\r" not in value and "\n" not in value, name
+    assert item.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

@@ -20,9 +20,7 @@ SHIPPED = TemplateLibrary(ROOT / "templates", "en")
 
 @pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("name", NAMES)
-def test_shipped_templates_read_the_same_as_inlining_every_message(
-    name: str, locale: str
-) -> None:
+def test_shipped_templates_read_the_same_as_inlining_every_message(name: str, locale: str) -> None:
     template = SHIPPED.get(name, locale)
     assert template.css_inlined, template.inline_reason
     context = make_context(locale)

@@ -127,8 +127,8 @@ class Recommender:
         if not self.enabled or not customer_ids:
             return out
         if self.data.con is not None:
-            top, owned_rows = self._scored_in_engine(customer_ids)
-            return self._fill(out, top, owned_rows)
+            ranked, owned_rows = self._scored_in_engine(customer_ids)
+            return self._fill(out, ranked, owned_rows)
         data = self.data
         owned = data.frame(
             f"""{data.with_clause()}SELECT DISTINCT o.customer_id, i.product_id

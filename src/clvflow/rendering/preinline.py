@@ -7,7 +7,7 @@ inlined once: Jinja tags are masked, css-inline styles the masked file, and the 
 attributes it computed are written into the template source at the same start tags.
 
 That is only equivalent to inlining every message when the rules cannot match differently
-at run time, which this module proves per template or refuses (``NotPrecomputable``, and
+at run time, which this module proves per template or refuses (``NotPrecomputableError``, and
 the template is inlined per message instead):
 
 - the CSS is static, in ``<style>`` elements of the one layout that has ``<html>``;
@@ -29,6 +29,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from typing import cast
 
 import css_inline
 import cssselect
@@ -67,7 +68,7 @@ _OPENS = frozenset({"if", "for", "macro", "block", "call", "filter", "with", "au
 _MIDDLES = frozenset({"elif", "else", "pluralize"})
 
 
-class NotPrecomputable(Exception):
+class NotPrecomputableError(Exception):
     """The template's CSS must be inlined per message; the message says why."""
 
 
@@ -129,7 +130,7 @@ def _attributes(masked: str, start: int) -> tuple[int, list[tuple[str, int, int]
         pos = match.end()
     rest = re.compile(r"\s*(/?)>").match(masked, pos)
     if rest is None:
-        raise NotPrecomputable("a start tag could not be read (Jinja inside a tag?)")
+        raise NotPrecomputableError("a start tag could not be read (Jinja inside a tag?)")
     return rest.end(), attrs, rest.group(1) == "/"
 
 
@@ -151,28 +152,11 @@ def _inserts_markup(expression: str, captured: frozenset[str]) -> bool:
     return "(" in expression or any(n in captured for n in re.findall(r"\w+", expression))
 
 
-def scan(name: str, source: str, captured: frozenset[str] = frozenset()) -> ScannedFile:
-    """Elements with their in-file ancestors; checks tags and blocks are balanced."""
-    masked, tags = _mask(source)
-    if _SAFE.search(source):
-        raise NotPrecomputable(f"{name}: prints markup with |safe")
-    events: list[tuple[int, str, object]] = []
-    statements = []
-    for begin, end, text in tags:
-        found = _STATEMENT.match(text)
-        if found:
-            statements.append((begin, end))
-            keyword = found.group(1)
-            if keyword == "set" and "=" not in found.group(2):
-                keyword = "setblock"
-            if keyword == "raw":
-                raise NotPrecomputable(f"{name}: uses {{% raw %}}")
-            events.append((begin, "stmt", keyword))
-            if keyword in ("block", "include"):
-                events.append((begin, "insert", None))
-        elif text.startswith("{{") and _inserts_markup(text[2:-2], captured):
-            events.append((begin, "insert", None))
-    elements: list[Element] = []
+def _html_events(
+    name: str, source: str, masked: str, events: list[tuple[int, str, object]]
+) -> tuple[list[tuple[int, int, str]], list[tuple[int, int, list[tuple[str, int, int]]]], bool]:
+    """Append start/end tag events (outside comments); return <style> spans, tag spans and
+    whether the file is a whole document."""
     styles: list[tuple[int, int, str]] = []
     tag_spans: list[tuple[int, int, list[tuple[str, int, int]]]] = []
     pos = 0
@@ -207,18 +191,44 @@ def scan(name: str, source: str, captured: frozenset[str] = frozenset()) -> Scan
         if tag in _RAW:
             end = masked.lower().find(f"</{tag}", after)
             if end < 0:
-                raise NotPrecomputable(f"{name}: <{tag}> is not closed")
+                raise NotPrecomputableError(f"{name}: <{tag}> is not closed")
             close = masked.find(">", end) + 1
             if tag == "style":
                 styles.append((opening.start(), close, source[after:end]))
                 if source[after:end] != masked[after:end]:
-                    raise NotPrecomputable(f"{name}: a <style> element contains Jinja")
+                    raise NotPrecomputableError(f"{name}: a <style> element contains Jinja")
             events.append((end, "end", tag))
             pos = close
-    for begin, end in statements:
+    return styles, tag_spans, document
+
+
+def scan(name: str, source: str, captured: frozenset[str] = frozenset()) -> ScannedFile:
+    """Elements with their in-file ancestors; checks tags and blocks are balanced."""
+    masked, tags = _mask(source)
+    if _SAFE.search(source):
+        raise NotPrecomputableError(f"{name}: prints markup with |safe")
+    events: list[tuple[int, str, object]] = []
+    statements = []
+    for begin, end, text in tags:
+        found = _STATEMENT.match(text)
+        if found:
+            statements.append((begin, end))
+            keyword = found.group(1)
+            if keyword == "set" and "=" not in found.group(2):
+                keyword = "setblock"
+            if keyword == "raw":
+                raise NotPrecomputableError(f"{name}: uses {{% raw %}}")
+            events.append((begin, "stmt", keyword))
+            if keyword in ("block", "include"):
+                events.append((begin, "insert", None))
+        elif text.startswith("{{") and _inserts_markup(text[2:-2], captured):
+            events.append((begin, "insert", None))
+    elements: list[Element] = []
+    styles, tag_spans, document = _html_events(name, source, masked, events)
+    for begin, _end in statements:
         for tag_begin, tag_end, _ in tag_spans:
             if tag_begin < begin < tag_end:
-                raise NotPrecomputable(f"{name}: a Jinja statement inside an HTML tag")
+                raise NotPrecomputableError(f"{name}: a Jinja statement inside an HTML tag")
     inside_tags = set()
     for begin, end, text in tags:
         if text.startswith("{{"):
@@ -227,7 +237,7 @@ def scan(name: str, source: str, captured: frozenset[str] = frozenset()) -> Scan
                     inside_tags.add(begin)
                     owner = next((a for a in attrs if a[1] <= begin and end <= a[2]), None)
                     if owner is None or owner[0] in {"class", "id", "style"}:
-                        raise NotPrecomputable(
+                        raise NotPrecomputableError(
                             f"{name}: Jinja in a tag outside an attribute value, "
                             "or in a class, id or style attribute"
                         )
@@ -254,13 +264,15 @@ def _walk(scanned: ScannedFile, events: list[tuple[int, str, object]]) -> None:
                 blocks.append(len(stack))
             elif keyword in _MIDDLES or keyword.startswith("end"):
                 if not blocks or blocks[-1] != len(stack):
-                    raise NotPrecomputable(
+                    raise NotPrecomputableError(
                         f"{name}: a Jinja block opens or closes an HTML element in one branch only"
                     )
                 if keyword.startswith("end"):
                     blocks.pop()
         elif kind == "start":
-            tag, name_end, attrs, self_closing = data  # type: ignore[misc]
+            tag, name_end, attrs, self_closing = cast(
+                tuple[str, int, list[tuple[str, int, int]], bool], data
+            )
             values = {a: source[b:e] for a, b, e in attrs}
             style = next(((b, e) for a, b, e in attrs if a == "style"), None)
             element = Element(
@@ -276,14 +288,14 @@ def _walk(scanned: ScannedFile, events: list[tuple[int, str, object]]) -> None:
             if tag in _VOID:
                 continue
             if self_closing:
-                raise NotPrecomputable(f"{name}: <{tag}/> is not a void element")
+                raise NotPrecomputableError(f"{name}: <{tag}/> is not a void element")
             stack.append(element)
         else:
             if not stack or stack[-1].tag != data:
-                raise NotPrecomputable(f"{name}: </{data}> does not close the open element")
+                raise NotPrecomputableError(f"{name}: </{data}> does not close the open element")
             stack.pop()
     if stack or blocks:
-        raise NotPrecomputable(f"{name}: unclosed HTML elements or Jinja blocks")
+        raise NotPrecomputableError(f"{name}: unclosed HTML elements or Jinja blocks")
 
 
 # -- selectors --------------------------------------------------------------------------
@@ -317,7 +329,7 @@ def _compound(tree: object) -> Compound:
             ident = tree.id
             tree = tree.selector
         else:
-            raise NotPrecomputable(f"CSS selector part {tree!r} depends on rendered content")
+            raise NotPrecomputableError(f"CSS selector part {tree!r} depends on rendered content")
     tag = None if tree.element in (None, "*") else str(tree.element).lower()
     return Compound(tag, frozenset(classes), ident)
 
@@ -327,23 +339,23 @@ def parse_selectors(css: str) -> list[Selector]:
     out: list[Selector] = []
     for rule in tinycss2.parse_stylesheet(css, skip_comments=True, skip_whitespace=True):
         if rule.type == "at-rule":
-            raise NotPrecomputable(f"CSS at-rule @{rule.at_keyword}")
+            raise NotPrecomputableError(f"CSS at-rule @{rule.at_keyword}")
         if rule.type != "qualified-rule":
-            raise NotPrecomputable("the stylesheet does not parse")
+            raise NotPrecomputableError("the stylesheet does not parse")
         text = tinycss2.serialize(rule.prelude).strip()
         try:
             parsed = cssselect.parse(text)
         except cssselect.SelectorError:
-            raise NotPrecomputable(f"CSS selector {text!r} does not parse") from None
+            raise NotPrecomputableError(f"CSS selector {text!r} does not parse") from None
         for selector in parsed:
             if selector.pseudo_element is not None:
-                raise NotPrecomputable(f"CSS selector {text!r} has a pseudo-element")
+                raise NotPrecomputableError(f"CSS selector {text!r} has a pseudo-element")
             compounds: list[Compound] = []
             combinators: list[str] = []
             tree: object = selector.parsed_tree
             while isinstance(tree, sel.CombinedSelector):
                 if tree.combinator not in (" ", ">"):
-                    raise NotPrecomputable(f"CSS selector {text!r} uses a sibling combinator")
+                    raise NotPrecomputableError(f"CSS selector {text!r} uses a sibling combinator")
                 compounds.insert(0, _compound(tree.subselector))
                 combinators.insert(0, tree.combinator)
                 tree = tree.selector
@@ -386,7 +398,7 @@ def check_context_free(
                 and not _matches(selector, element.chain)
                 and any(c.matches(o) for c in selector[0][:-1] for o in outer)
             ):
-                raise NotPrecomputable(
+                raise NotPrecomputableError(
                     f"{scanned.name}: whether a CSS rule applies to <{element.tag}> depends "
                     "on where the file is used"
                 )
@@ -424,12 +436,12 @@ def _align(scanned: ScannedFile, inlined: str) -> Iterator[tuple[Element, str | 
                 yield element, style
                 break
             if tag not in _IMPLIED:
-                raise NotPrecomputable(f"{scanned.name}: the HTML parser restructured <{tag}>")
+                raise NotPrecomputableError(f"{scanned.name}: the HTML parser restructured <{tag}>")
         else:
-            raise NotPrecomputable(f"{scanned.name}: the HTML parser dropped <{element.tag}>")
+            raise NotPrecomputableError(f"{scanned.name}: the HTML parser dropped <{element.tag}>")
     for tag, _ in produced:
         if tag not in _IMPLIED:
-            raise NotPrecomputable(f"{scanned.name}: the HTML parser added <{tag}>")
+            raise NotPrecomputableError(f"{scanned.name}: the HTML parser added <{tag}>")
 
 
 def styled_source(scanned: ScannedFile, css: str) -> str:
@@ -444,7 +456,7 @@ def styled_source(scanned: ScannedFile, css: str) -> str:
         if style is None:
             continue
         if any(mark in style for mark in ("{{", "{%", "{#")):
-            raise NotPrecomputable(f"{scanned.name}: a CSS value looks like Jinja")
+            raise NotPrecomputableError(f"{scanned.name}: a CSS value looks like Jinja")
         value = style.replace("&", "&amp;").replace('"', "&quot;")
         if element.style_span is not None:
             edits.append((*element.style_span, value))
@@ -463,10 +475,10 @@ def preinline(files: Mapping[str, str]) -> dict[str, str]:
     scanned = {name: scan(name, source, captured) for name, source in files.items()}
     layouts = [s for s in scanned.values() if s.is_document]
     if len(layouts) > 1:
-        raise NotPrecomputable("more than one file has <html>")
+        raise NotPrecomputableError("more than one file has <html>")
     for s in scanned.values():
         if s.styles and not s.is_document:
-            raise NotPrecomputable(f"{s.name}: <style> outside the layout")
+            raise NotPrecomputableError(f"{s.name}: <style> outside the layout")
     css = "\n".join(css for _, _, css in layouts[0].styles) if layouts else ""
     if not css.strip():
         return dict(files)

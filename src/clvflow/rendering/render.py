@@ -42,9 +42,9 @@ _INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=
 def _head(template: CompiledTemplate, context: Mapping[str, Any]) -> tuple[str, str | None]:
     """Subject and preheader, in one render when both exist (their sources hold no NUL)."""
     if template.head is not None:
-        subject, nul, preheader = template.head.render(context).partition("\x00")
-        if nul and "\x00" not in preheader:
-            return header_text(subject), header_text(preheader)
+        both, nul, second = template.head.render(context).partition("\x00")
+        if nul and "\x00" not in second:
+            return header_text(both), header_text(second)
     subject = header_text(template.subject.render(context))
     preheader = header_text(template.preheader.render(context)) if template.preheader else None
     return subject, preheader

@@ -24,7 +24,7 @@ from clvflow.rendering.environment import (
     text_environment,
 )
 from clvflow.rendering.frontmatter import FrontMatter, read_front_matter
-from clvflow.rendering.preinline import NotPrecomputable, preinline
+from clvflow.rendering.preinline import NotPrecomputableError, preinline
 
 HTML_SUFFIX = ".html.j2"
 TEXT_SUFFIX = ".txt.j2"
@@ -193,7 +193,7 @@ class TemplateLibrary:
             bodies[name] = body
             for ref in meta.find_referenced_templates(self.html_env.parse(body)):
                 if ref is None:
-                    raise NotPrecomputable(f"{name}: a template name chosen at run time")
+                    raise NotPrecomputableError(f"{name}: a template name chosen at run time")
                 todo.append(ref)
         return bodies
 
@@ -202,7 +202,7 @@ class TemplateLibrary:
         try:
             bodies = self.closure(html_file)
             styled = preinline(bodies)
-        except NotPrecomputable as exc:
+        except NotPrecomputableError as exc:
             return plain, str(exc)
         # A file's styled source depends only on the stylesheet, i.e. on the layout.
         layout = next((name for name, body in sorted(bodies.items()) if "<html" in body), "")
