@@ -78,10 +78,13 @@ def ensure_data(recipients: int, regenerate: bool) -> Path:
     out = DATA_ROOT / f"send-{recipients}"
     manifest = out / "manifest.json"
     key = {"recipients": recipients, "seed": SEED, "reference": REFERENCE.isoformat()}
-    if not regenerate and manifest.is_file():
-        if json.loads(manifest.read_text()).items() >= key.items():
-            print(f"data: reusing {out}")
-            return out
+    if (
+        not regenerate
+        and manifest.is_file()
+        and json.loads(manifest.read_text()).items() >= key.items()
+    ):
+        print(f"data: reusing {out}")
+        return out
     shutil.rmtree(out, ignore_errors=True)
     print(f"data: generating {out} ...", flush=True)
     started = time.perf_counter()
