@@ -69,6 +69,14 @@ def test_the_period_bounds_which_sends_count(project: Project) -> None:
     assert ("winter", "2026-11-19", "treated", "a", "en") not in cells_as_dict(outside.cells)
 
 
+def test_orders_after_as_of_are_not_known_yet(project: Project) -> None:
+    # as of 2026-11-21 09:00 local, W2 (09:30 that day) has not been placed yet
+    measured = measure_campaigns(project, SINCE, dt.datetime(2026, 11, 21, 9, 0))
+    got = cells_as_dict(measured.cells)
+    assert got[("winter", "2026-11-19", "treated", "a", "en")] == (1, 0, 0, 0.0)
+    assert got[("winter", "2026-11-16", "treated", "a", "en")] == (1, 1, 1, 15.0)
+
+
 def test_reading_times_naively_would_give_other_numbers(project: Project) -> None:
     """The same query with the shop in UTC (no conversion) counts W0 and loses W2 and A1:
     proof that the conversion matters for these rows."""

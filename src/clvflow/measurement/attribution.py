@@ -21,6 +21,7 @@ import pandas as pd
 
 from clvflow.data.sources import ShopData, quote_literal
 from clvflow.measurement.sends import SEND_COLUMNS
+from clvflow.segments.attributes import sql_timestamp
 
 KEYS = ("campaign", "occurrence", "group", "variant", "locale")
 CELL_COLUMNS = (*KEYS, "recipients", "conversions", "orders", "revenue", "revenue_sq")
@@ -55,12 +56,15 @@ def attribute(
     timezone: str,
     default_locale: str,
     default_window: dt.timedelta,
+    until: dt.datetime | None = None,
 ) -> pd.DataFrame:
     """Per (campaign, occurrence, group, variant, locale): recipients, conversions (recipients
     with an attributed order), orders, revenue and the sum of squared revenue per recipient.
 
     ``sends`` is :func:`clvflow.measurement.sends.read_sends`'s frame. A message's locale is
-    the one it was rendered in, else the customer's, else the shop's default.
+    the one it was rendered in, else the customer's, else the shop's default. With
+    ``until`` (shop-local), orders after it are ignored, so a report as of a past moment
+    reads what was known then.
     """
     if sends.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in CELL_COLUMNS})
@@ -73,6 +77,11 @@ def attribute(
     tz = quote_literal(timezone)
     has_locale = data.con is None or "locale" in data.columns.get("customers", {})
     customer_locale = "c.locale" if has_locale else "NULL"
+    cap = (
+        ""
+        if until is None
+        else f"\n               AND CAST(o.placed_at AS TIMESTAMP) <= {sql_timestamp(until)}"
+    )
     try:
         con.register("sends", frame)
         cells = con.execute(
@@ -93,7 +102,7 @@ def attribute(
               JOIN orders AS o
                 ON CAST(o.customer_id AS VARCHAR) = s.customer_id
                AND CAST(o.placed_at AS TIMESTAMP) > s.starts
-               AND CAST(o.placed_at AS TIMESTAMP) <= s.ends
+               AND CAST(o.placed_at AS TIMESTAMP) <= s.ends{cap}
             ),
             per_message AS (
               SELECT s.message_id, s.campaign, s.occurrence, s."group",

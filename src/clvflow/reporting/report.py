@@ -94,7 +94,7 @@ def measure_campaigns(
     try:
         cells = attribute(
             data, sends, windows, timezone=tz, default_locale=cfg.shop.default_locale,
-            default_window=default,
+            default_window=default, until=as_of,
         )  # fmt: skip
     finally:
         data.close()
