@@ -6,9 +6,11 @@ Every example is one shop with several segments (s0, s1, ... which may refer to 
 plus every leaf test of those as a segment ``l<i>`` of its own), so that the cost of
 loading a shop into DuckDB is shared. Four families of conditions (customer columns,
 derived attributes, orders conditions, everything mixed with references) get their own
-test each. The oracle itself is checked against hand-worked answers on tests/data/tiny_shop.
-Disagreements with the contract that clvflow still has are pinned by the
-``xfail(strict=True)`` tests at the end (and kept out of the generators).
+test each. Every segment is evaluated both ways clvflow offers: alone
+(``member_ids(compile_segment(...))``, one self-contained query) and together with the
+others (``SharedFacts``, one facts table for all). The oracle itself is checked against
+hand-worked answers on tests/data/tiny_shop. Disagreements found earlier are pinned, with
+minimal shops and hand-worked answers, by the tests at the end.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +33,7 @@ from hypothesis import strategies as st
 from clvflow.data.sources import open_shop_data
 from clvflow.project.layout import Project
 from clvflow.segments.catalog import SegmentCatalog, compile_segment
+from clvflow.segments.evaluation import SharedFacts
 from clvflow.segments.members import member_ids
 from tests.conftest import AS_OF, BASE_CONFIG, TINY_SHOP
 from tests.pandas_segments import Evaluator, Kind, Shop, evaluate
@@ -154,8 +158,6 @@ def data_files(case: Case) -> dict[str, str]:
 def leaves_of(cond: Any) -> list[Any]:
     """The customer-level tests (attributes and orders conditions) inside a condition."""
     ((key, value),) = cond.items()
-    if key == "all" and any("historical_clv" in c for c in value):
-        return [cond]  # kept whole: historical_clv is tested among buyers only
     if key in ("all", "any"):
         return [leaf for c in value for leaf in leaves_of(c)]
     if key == "not":
@@ -189,29 +191,17 @@ def write_project(root: Path, files: dict[str, str]) -> None:
     (root / "templates").mkdir(exist_ok=True)
 
 
-def clvflow_members(
-    root: Path, names: list[str], batched: tuple[str, ...] = ()
-) -> dict[str, list[str]]:
-    """Members of each segment by ``member_ids``; the ``batched`` ones (the many leaves) in
-    one query selecting each compiled predicate as a column (``WHERE p`` is ``p IS TRUE``)."""
+def clvflow_members(root: Path, alone: list[str], together: list[str]) -> dict[str, list[str]]:
+    """Members of the segments ``alone``, each by its own query, and of those ``together``,
+    evaluated as one run does (``SharedFacts``: one facts table); keys ``name`` and
+    ``name (together)``."""
     project = Project.load(root)
     data = open_shop_data(project)
     try:
         catalog = SegmentCatalog.load(project.segments_dir)
-        out = {
-            n: member_ids(data, compile_segment(catalog, n, data, AS_OF))
-            for n in names
-            if n not in batched
-        }
-        if batched:
-            compiled = [compile_segment(catalog, n, data, AS_OF) for n in batched]
-            columns = ", ".join(f"({c.predicate}) IS TRUE" for c in compiled)
-            rows = data.con.execute(
-                f"WITH {compiled[0].facts}\nSELECT cf.customer_id, {columns}\n"
-                "FROM customer_facts AS cf ORDER BY cf.customer_id"
-            ).fetchall()
-            for i, n in enumerate(batched, start=1):
-                out[n] = [str(r[0]) for r in rows if r[i]]
+        out = {n: member_ids(data, compile_segment(catalog, n, data, AS_OF)) for n in alone}
+        with SharedFacts(catalog, together, data, AS_OF) as shared:
+            out.update({f"{n} (together)": shared.member_ids(n) for n in together})
         return out
     finally:
         data.close()
@@ -237,15 +227,17 @@ def check_case(case: Case) -> None:
         root = Path(tmp)
         write_project(root, files)
         expected = oracle_members(root, names)
-        actual = clvflow_members(root, names, batched=tuple(n for n in names if n[0] == "l"))
-    wrong = [n for n in names if actual[n] != expected[n]]
+        # the many leaves only together (one facts table); the generated segments both ways
+        actual = clvflow_members(root, [n for n in names if n[0] == "s"], names)
+    wrong = [n for n in actual if actual[n] != expected[n.split(" ")[0]]]
     if wrong:
         n = wrong[0]
+        segment = n.split(" ")[0]
         data = "".join(f"--- {rel}\n{text}" for rel, text in data_files(case).items())
-        got, want = actual[n], expected[n]
+        got, want = actual[n], expected[segment]
         raise AssertionError(
             f"clvflow and the pandas oracle disagree on {', '.join(wrong)}; the first:\n"
-            f"--- segments/{n}.yaml\n{files[f'segments/{n}.yaml']}"
+            f"--- segments/{segment}.yaml\n{files[f'segments/{segment}.yaml']}"
             f"--- segments/t.yaml\n{files['segments/t.yaml']}"
             f"{data}"
             f"clvflow:           {got}\n"
@@ -339,11 +331,12 @@ MAX_CUSTOMERS, MAX_ORDERS = 40, 120
 CUSTOMER_BATCHES = st.lists(
     st.lists(CUSTOMER_ROW, min_size=1, max_size=8), min_size=1, max_size=5
 ).map(lambda batches: [row for batch in batches for row in batch][:MAX_CUSTOMERS])
-ORDER_BATCHES = st.lists(  # no orders at all: see REPORTED, shop_without_orders
-    st.lists(ORDER_ROW, min_size=1, max_size=12), min_size=1, max_size=10
+ORDER_BATCHES = st.lists(  # none at all too (an orders file with no rows)
+    st.lists(ORDER_ROW, min_size=1, max_size=12), min_size=0, max_size=10
 ).map(lambda batches: [row for batch in batches for row in batch][:MAX_ORDERS])
 P6_CATEGORY = st.sampled_from([*CATEGORIES, None])
-# A column with no value at all would be typed VARCHAR by the CSV reader: keep one.
+# An extra customer column with no value at all has no type the CSV reader could tell
+# (the contract types orders, items and products, not extra columns): keep one value.
 COLUMN_DEFAULTS: dict[str, Any] = {
     "role": "couple",
     "note": "Gold plus",
@@ -371,18 +364,18 @@ def shop_rows(draw: st.DrawFn) -> tuple[list[dict[str, Any]], ...]:
         oid = f"O{k:03d}"
         total, rest = code % TOTAL_QUARTERS, code // TOTAL_QUARTERS
         currency, who = CURRENCIES[rest % len(CURRENCIES)], rest // len(CURRENCIES)
+        # one order in 40 is of an id missing from customers (an erased customer)
+        cid = "C99" if who == 39 else customers[who % len(customers)]["customer_id"]
         orders.append(
             {
                 "order_id": oid,
-                "customer_id": customers[who % len(customers)]["customer_id"],
+                "customer_id": cid,
                 "placed_at": placed_at,
                 "total": total / 4,
                 "currency": currency,
             }
         )
         items.extend(_item(oid, line) for line in lines)
-    if not items:  # keep the item columns typed (see REPORTED, shop_without_order_items)
-        items.append({"order_id": "O001", "product_id": "P1", "quantity": 1, "unit_price": 1.0})
     p6 = draw(P6_CATEGORY)
     products = [
         {
@@ -477,7 +470,7 @@ def pools_for(customers: list[dict[str, Any]], orders: list[dict[str, Any]]) -> 
     placed = [o for o in orders if o["placed_at"] <= AS_OF]
     by_customer: dict[str, list[dict[str, Any]]] = {c["customer_id"]: [] for c in customers}
     for o in placed:
-        by_customer[o["customer_id"]].append(o)
+        by_customer.get(o["customer_id"], []).append(o)
     sums = [sum(o["total"] for o in os) for os in by_customer.values() if os]
     avgs = [sum(o["total"] for o in os) / len(os) for os in by_customer.values() if os]
     since = [(AS_OF.date() - o["placed_at"].date()).days for o in placed]
@@ -592,7 +585,7 @@ def attribute_test(kind: Kind, pool: str, percent: bool = True) -> st.SearchStra
         value = st.builds(Pick, st.just(pool), INDEX)
     else:
         value = st.booleans()
-    values = st.lists(value, min_size=1, max_size=3)
+    values = st.lists(value, min_size=0, max_size=3)
     ops = st.tuples(choice(ops_for(kind, percent)), st.booleans(), choice(ops_for(kind, percent)))
     ops = ops.map(lambda t: list(dict.fromkeys([t[0], t[2]] if t[1] else [t[0]])))
     fragments = {
@@ -649,6 +642,7 @@ DERIVED: dict[str, Kind] = {
     "rfm_frequency": "number",
     "rfm_monetary": "number",
     "rfm_segment": "text",
+    "historical_clv": "number",
 }
 ORDER_WHERE: dict[str, Kind] = {
     "total": "number",
@@ -673,15 +667,6 @@ def attribute_conditions(scope: dict[str, Kind], percent: bool) -> st.SearchStra
         return {name: draw(tests[name])}
 
     return build()
-
-
-def _buyers_only(test: Any) -> Any:
-    return {"all": [{"orders_count": {"at_least": 1}}, {"historical_clv": test}]}
-
-
-# historical_clv among buyers only: without orders clvflow stores 0 where the contract has
-# a missing value (see REPORTED, historical_clv_missing_without_orders).
-HISTORICAL_CLV = attribute_test("number", "historical_clv", percent=False).map(_buyers_only)
 
 
 NODES = choice(["leaf", "leaf", "leaf", "all", "any", "not"])
@@ -729,7 +714,6 @@ LEAF_WEIGHTS = {
     "customer": 4,
     "derived": 4,
     "orders": 4,
-    "historical_clv": 1,
     "segment": 1,
 }
 
@@ -739,7 +723,6 @@ def leaves(refer: bool) -> st.SearchStrategy[Any]:
         "customer": attribute_conditions(CUSTOMER_ATTRIBUTES, percent=True),
         "derived": attribute_conditions(DERIVED, percent=True),
         "orders": orders_conditions(),
-        "historical_clv": HISTORICAL_CLV,
         "segment": st.just({"segment": "t"}),
     }
     kinds = [k for k, w in LEAF_WEIGHTS.items() for _ in range(w) if refer or k != "segment"]
@@ -756,7 +739,7 @@ OTHER_CONDITIONS = combine(leaves(refer=False), 2)
 # Families of conditions, each tested on its own so that each gets its share of examples.
 FAMILIES: dict[str, st.SearchStrategy[Any]] = {
     "customer": combine(attribute_conditions(CUSTOMER_ATTRIBUTES, percent=True), 2),
-    "derived": combine(st.one_of(attribute_conditions(DERIVED, percent=True), HISTORICAL_CLV), 2),
+    "derived": combine(attribute_conditions(DERIVED, percent=True), 2),
     "orders": combine(orders_conditions(), 2),
     "mixed": combine(leaves(refer=True), 3),
 }
@@ -950,8 +933,9 @@ EXAMPLE_RFM = Case(
 
 
 # Each example loads one shop (about 0.1 s in clvflow) and checks SEGMENTS_PER_SHOP segments.
+# CLVFLOW_DIFFERENTIAL_EXAMPLES=500 searches harder (e.g. after a change to the compiler).
 DIFFERENTIAL = settings(
-    max_examples=30,
+    max_examples=int(os.environ.get("CLVFLOW_DIFFERENTIAL_EXAMPLES", "30")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -1017,9 +1001,9 @@ def test_oracle_on_tiny_shop(condition: str, expected: list[str]) -> None:
 
 
 # ---------------------------------------------------------------- disagreements found
-# Minimal shops where clvflow contradicts the contract, one per bug. Each is pinned with
-# xfail(strict=True): when clvflow is fixed the test passes, fails as XPASS, and the marker
-# should go. The expected members are worked out by hand (and checked against the oracle).
+# Minimal shops where clvflow once contradicted the contract, one per bug, each with the
+# rule it broke. The expected members are worked out by hand (and checked against the
+# oracle); clvflow must give them alone and together.
 
 MINIMAL_CUSTOMERS = (
     "customer_id,email,first_name,role\nC1,a@example.com,Ann,couple\nC2,b@example.com,Bob,\n"
@@ -1032,28 +1016,32 @@ MINIMAL_KINDS: dict[str, Kind] = {
     "role": "text",
 }
 REPORTED: dict[str, tuple[dict[str, str], str, list[str], str]] = {
-    # name: (data files, condition, expected members, reason)
+    # name: (data files, condition, expected members, the rule)
     "historical_clv_missing_without_orders": (
         {"customers.csv": MINIMAL_CUSTOMERS, "orders.csv": MINIMAL_ORDERS},
         "historical_clv: {is_set: false}",
         ["C2"],
         "historical_clv (avg order value × frequency × lifespan) is missing without orders, "
-        "like every derived value but orders_count and total_spent; clvflow stores 0 "
-        "(so is_set: false never matches, historical_clv: 0 matches customers without orders, and "
-        "top/bottom_percent count customers without orders)",
+        "like every derived value but orders_count and total_spent (it was stored as 0)",
     ),
     "historical_clv_percent_over_customers_with_a_value": (
         {"customers.csv": MINIMAL_CUSTOMERS, "orders.csv": MINIMAL_ORDERS},
         "historical_clv: {bottom_percent: 50}",
         ["C1"],
-        "bottom_percent is over customers with a value; C2 has none (no orders), "
-        "clvflow ranks its stored 0",
+        "bottom_percent is over customers with a value; C2 has none (no orders)",
     ),
     "not_in_empty_list": (
         {"customers.csv": MINIMAL_CUSTOMERS, "orders.csv": MINIMAL_ORDERS},
         "role: {not_in: []}",
         ["C1"],
-        "every value is not in the empty list; clvflow renders NOT IN (NULL), which is never true",
+        "every value is not in the empty list (NOT IN (NULL) was never true); a missing one "
+        "still fails the test",
+    ),
+    "in_empty_list": (
+        {"customers.csv": MINIMAL_CUSTOMERS, "orders.csv": MINIMAL_ORDERS},
+        "not: {role: {in: []}}",
+        ["C1", "C2"],
+        "no value is in the empty list, so its complement is everyone",
     ),
     "rfm_among_customers_only": (
         {
@@ -1071,8 +1059,8 @@ REPORTED: dict[str, tuple[dict[str, str], str, list[str], str]] = {
         "rfm_frequency: 5",
         ["C2"],
         "RFM scores rank among customers with at least one order; C9 is no customer (e.g. "
-        "erased, its orders kept), yet clvflow ranks its orders too, so C2 (2 orders, the "
-        "most of the two customers) gets frequency 3 instead of 5",
+        "erased, its orders kept) and must not be ranked, so C2 (2 orders, the most of the "
+        "two customers) has frequency 5 (it got 3)",
     ),
     "shop_without_orders": (
         {
@@ -1081,8 +1069,8 @@ REPORTED: dict[str, tuple[dict[str, str], str, list[str], str]] = {
         },
         "orders_count: 0",
         ["C1", "C2"],
-        "an orders file with no rows yet is typed all-VARCHAR by the CSV sniffer; every "
-        "segment then fails with a raw DuckDB BinderException (VARCHAR vs TIMESTAMP)",
+        "an orders file with no rows yet keeps the contract's types (the CSV sniffer types "
+        "it all-VARCHAR, and every segment failed with a raw DuckDB BinderException)",
     ),
     "shop_without_order_items": (
         {
@@ -1093,8 +1081,8 @@ REPORTED: dict[str, tuple[dict[str, str], str, list[str], str]] = {
         },
         "orders: {where: {quantity: {at_least: 2}}}",
         [],
-        "an order_items file with no rows is typed VARCHAR, so a test on quantity (a number "
-        "by contract) is rejected: \"'at_least' does not apply to 'quantity', which is text\"",
+        "an order_items file with no rows keeps quantity a number (it was rejected: "
+        "\"'at_least' does not apply to 'quantity', which is text\")",
     ),
 }
 
@@ -1117,38 +1105,35 @@ def test_oracle_on_reported_cases(name: str) -> None:
     assert evaluate(shop, yaml.safe_load(condition), AS_OF) == expected
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=case[3]))
-        for name, case in REPORTED.items()
-    ],
-)
+@pytest.mark.parametrize("name", list(REPORTED))
 def test_reported_disagreements(name: str) -> None:
-    data, condition, expected, _ = REPORTED[name]
+    data, condition, expected, rule = REPORTED[name]
     with tempfile.TemporaryDirectory(prefix="clvflow-diff-") as tmp:
         root = Path(tmp)
         _reported_project(root, data, condition)
-        assert clvflow_members(root, ["s"])["s"] == expected
+        members = clvflow_members(root, ["s"], ["s"])
+    assert members == {"s": expected, "s (together)": expected}, rule
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an ISO timestamp with an offset names an instant; clvflow drops the offset "
-    "instead of converting it to the shop's time zone (Europe/Budapest, UTC+1 in November)",
+@pytest.mark.parametrize(
+    "when",
+    ["'2026-11-20T10:00:00+00:00'", "'2026-11-20T10:00:00Z'", "2026-11-20 10:00:00+00:00"],
+    ids=["quoted", "zulu", "yaml-timestamp"],
 )
-def test_reported_iso_timestamp_with_offset() -> None:
-    """Outside the oracle (it has no time zones): worked out by hand. 10:00 UTC is 11:00 in
-    Budapest, so both sign-ups (10:30 and 09:30 local) are before it."""
+def test_iso_timestamp_with_offset_is_converted_to_shop_time(when: str) -> None:
+    """Outside the oracle (it has no time zones): worked out by hand. An ISO timestamp with
+    an offset names an instant (the offset used to be dropped): 10:00 UTC is 11:00 in
+    Budapest (UTC+1 in November), so both sign-ups (10:30 and 09:30 local) are before it,
+    and only the later one is after 10:00 local."""
     customers = (
         "customer_id,email,first_name,signed_up_at\n"
         "C1,a@example.com,Ann,2026-11-20 10:30:00\n"
         "C2,b@example.com,Bob,2026-11-20 09:30:00\n"
     )
-    condition = "signed_up_at: {before: '2026-11-20T10:00:00+00:00'}"
+    data = {"customers.csv": customers, "orders.csv": MINIMAL_ORDERS}
     with tempfile.TemporaryDirectory(prefix="clvflow-diff-") as tmp:
         root = Path(tmp)
-        _reported_project(
-            root, {"customers.csv": customers, "orders.csv": MINIMAL_ORDERS}, condition
-        )
-        assert clvflow_members(root, ["s"])["s"] == ["C1", "C2"]
+        _reported_project(root, data, f"signed_up_at: {{before: {when}}}")
+        assert clvflow_members(root, ["s"], [])["s"] == ["C1", "C2"]
+        _reported_project(root, data, "signed_up_at: {after: '2026-11-20T10:00:00'}")
+        assert clvflow_members(root, ["s"], [])["s"] == ["C1"]

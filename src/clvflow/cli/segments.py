@@ -14,6 +14,7 @@ from clvflow.cli.options import AsOfOption, ProjectOption, resolve_as_of
 from clvflow.data.sources import open_shop_data
 from clvflow.project.layout import Project
 from clvflow.segments.catalog import SegmentCatalog, compile_segment
+from clvflow.segments.evaluation import evaluate_segments
 from clvflow.segments.members import member_ids
 
 app = typer.Typer(help="Inspect segments: who is in them and the SQL they compile to.")
@@ -32,10 +33,12 @@ def list_segments(project: ProjectOption = Path("."), as_of: AsOfOption = None) 
     table = Table(
         "segment", "members", "description", title=f"Segments as of {when:%Y-%m-%d %H:%M}"
     )
+    try:
+        members = evaluate_segments(catalog, catalog.names(), data, when)
+    finally:
+        data.close()
     for name in catalog.names():
-        compiled = compile_segment(catalog, name, data, when)
-        count = len(member_ids(data, compiled))
-        table.add_row(name, str(count), catalog.get(name).description)
+        table.add_row(name, str(len(members[name])), catalog.get(name).description)
     out.print(table)
 
 

@@ -10,6 +10,9 @@ Two engines, one SQL:
   (``prelude``), so nothing is ever written to the shop's database.
 
 Identifier columns are always text, so ``C001`` and ``1`` behave the same everywhere.
+Columns the contract types (``orders.placed_at`` a timestamp, totals, prices and quantities
+numbers, ...) keep that type even when a file has no rows yet, so a new shop's empty CSV
+file works like a full one; a file whose rows do not fit the type is an error naming it.
 The SQL clvflow generates sticks to what both engines share (window functions, CASE,
 date subtraction, STRPOS/LEFT/RIGHT), so one compiler serves both.
 """
@@ -29,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from clvflow.errors import DataError
 from clvflow.project.layout import Project
+from clvflow.segments.attributes import kind_of
 
 REQUIRED: dict[str, tuple[str, ...]] = {
     "customers": ("customer_id", "email", "first_name"),
@@ -37,6 +41,15 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "products": ("product_id", "name", "category", "price"),
 }
 ID_COLUMNS = ("customer_id", "order_id", "product_id")
+# The contract's column types (DuckDB names), for files whose reader cannot tell (no rows).
+TYPED: dict[str, dict[str, str]] = {
+    "customers": {"accepts_marketing": "BOOLEAN", "created_at": "TIMESTAMP"},
+    "orders": {"placed_at": "TIMESTAMP", "total": "DOUBLE"},
+    "order_items": {"quantity": "BIGINT", "unit_price": "DOUBLE"},
+    "products": {"price": "DOUBLE"},
+}
+# Typed columns the segments cannot do without: a file with rows of another type is an error.
+STRICT = {("orders", "placed_at"), ("orders", "total")}
 OPTIONAL_TABLES = ("order_items", "products")
 TABLES = ("customers", "orders", "order_items", "products")
 
@@ -61,6 +74,7 @@ class ShopData:
     """The shop's relations, the engine that holds them, and their column types."""
 
     dialect: Dialect
+    timezone: str = "UTC"  # the shop's; its data's times are naive local times there
     columns: dict[str, dict[str, str]] = field(default_factory=dict)
     prelude: list[str] = field(default_factory=list)  # CTEs defining the relations
     con: duckdb.DuckDBPyConnection | None = None
@@ -85,6 +99,14 @@ class ShopData:
             return [tuple(r) for r in cursor.fetchall()]
         finally:
             raw.close()
+
+    def first_column(self, sql: str) -> list[Any]:
+        """The values of the first column of the result, in order."""
+        if self.con is not None:
+            result = self.con.execute(sql).fetchnumpy()
+            values: list[Any] = next(iter(result.values())).tolist() if result else []
+            return values
+        return [r[0] for r in self.rows(sql)]
 
     def frame(self, sql: str) -> pd.DataFrame:
         if self.con is not None:
@@ -136,7 +158,9 @@ def _describe(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, str]:
 
 def _open_files(project: Project) -> ShopData:
     cfg = project.config.data
-    data = ShopData(dialect="duckdb", con=duckdb.connect(":memory:"))
+    data = ShopData(
+        dialect="duckdb", timezone=project.config.shop.timezone, con=duckdb.connect(":memory:")
+    )
     assert data.con is not None
     for table in TABLES:
         source: str | None = getattr(cfg, table)
@@ -165,11 +189,48 @@ def _attach(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
         present = _describe(con, raw)
     except duckdb.Error as exc:
         raise DataError(f"cannot read the {table} data: {exc}", path=path) from None
-    casts = [
-        f"CAST({quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}" for c in ID_COLUMNS if c in present
-    ]
-    select = f"SELECT * REPLACE ({', '.join(casts)})" if casts else "SELECT *"
+    casts = {c: "VARCHAR" for c in ID_COLUMNS if c in present and present[c] != "VARCHAR"}
+    typed = {
+        c: t
+        for c, t in TYPED.get(table, {}).items()
+        if c in present and kind_of(present[c]) != kind_of(t)
+    }
+    if typed and _has_rows(con, raw):
+        typed = _fitting_casts(table, path, present, typed)
+    select = "SELECT *"
+    if casts or typed:
+        replace = ", ".join(
+            f"CAST({quote_ident(c)} AS {t}) AS {quote_ident(c)}" for c, t in (casts | typed).items()
+        )
+        select = f"SELECT * REPLACE ({replace})"
     con.execute(f"CREATE {kind} {quote_ident(table)} AS {select} FROM {quote_ident(raw)}")
+
+
+def _has_rows(con: duckdb.DuckDBPyConnection, raw: str) -> bool:
+    return con.execute(f"SELECT 1 FROM {quote_ident(raw)} LIMIT 1").fetchone() is not None
+
+
+def _fitting_casts(
+    table: str, path: Path, present: dict[str, str], typed: dict[str, str]
+) -> dict[str, str]:
+    """For a file with rows, a column the segments cannot do without (``STRICT``) must
+    fit (dates become midnight timestamps); other columns keep the file's types."""
+    casts: dict[str, str] = {}
+    for column, sql_type in typed.items():
+        if (table, column) not in STRICT:
+            continue
+        if sql_type == "TIMESTAMP" and present[column] == "DATE":
+            casts[column] = sql_type
+        else:
+            expected = "timestamps" if sql_type == "TIMESTAMP" else "numbers"
+            raise DataError(
+                f"the {table} column '{column}' must hold {expected}, but its values are "
+                f"read as {present[column].lower()}",
+                path=path,
+                key=column,
+                hint="write times as 2026-11-23 10:00:00 and amounts as 12.50 (no currency sign)",
+            )
+    return casts
 
 
 def _check_columns(columns: dict[str, str], table: str, where: Path | str) -> dict[str, str]:
@@ -200,7 +261,7 @@ def _open_database(project: Project, url: str) -> ShopData:
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     engine = create_engine(parsed, pool_pre_ping=True)
-    data = ShopData(dialect="postgresql", engine=engine)
+    data = ShopData(dialect="postgresql", timezone=project.config.shop.timezone, engine=engine)
     try:
         inspector = inspect(engine)
         for table in TABLES:

@@ -1,20 +1,41 @@
 """What a segment can test: the customer's own columns plus attributes derived from
 orders as of the run's ``as_of``, and the columns of orders, items and products.
 
-Derived attributes (all computed from orders placed at or before ``as_of``):
+Derived attributes count only orders placed at or before ``as_of`` (later orders do not
+exist yet) and only orders of customers in the customers data:
 
-- ``orders_count``, ``total_spent`` (0 without orders), ``avg_order_value``,
-  ``first_order_at``, ``last_order_at``, ``days_since_first_order``, ``days_since_last_order``
-  (calendar days in the shop's time zone; missing without orders);
-- ``rfm_recency``, ``rfm_frequency``, ``rfm_monetary``: 1–5 by percentile rank among customers
-  with at least one order (``1 + floor(5 × percent_rank)``, capped at 5; ties share a score,
-  so one-time buyers all have frequency 1); missing without orders;
-- ``rfm_segment``: the first rule that fits, R = recency score, F = frequency score —
-  champions (R≥4, F≥4), loyal (R≥3, F≥3), new (R≥4, F=1), potential_loyalists (R≥3, F≤2),
-  cant_lose (R≤2, F≥4), at_risk (R≤2, F=3), hibernating (R=2, F≤2), lost (R=1, F≤2);
-- ``historical_clv``: average order value × purchase frequency × customer lifespan. With
-  frequency = orders per year of lifespan and lifespan = years from the first order to
-  ``as_of``, the product is the customer's total spent to date, which is what is stored.
+- ``orders_count`` and ``total_spent``: the number of orders and the sum of their totals,
+  0 for a customer without orders;
+- ``avg_order_value`` (total spent / orders count), ``first_order_at``, ``last_order_at``,
+  ``days_since_first_order``, ``days_since_last_order`` (calendar days between the order's
+  day and ``as_of``'s day, in the shop's local time): missing without orders;
+- ``rfm_recency``, ``rfm_frequency``, ``rfm_monetary``: scores 1–5 ranking the customers
+  with at least one order by last order time, orders count and total spent:
+  ``1 + floor(5 × percent_rank)``, capped at 5, where ``percent_rank = (rank − 1) / (n − 1)``
+  (0 when n = 1) and ties share the lowest rank, so all one-time buyers have frequency 1.
+  Missing without orders;
+- ``rfm_segment``: the first of these rules that fits the recency score R and the frequency
+  score F (missing without orders):
+
+  ======================  ==============  ==========================================
+  segment                 rule            meaning
+  ======================  ==============  ==========================================
+  ``champions``           R ≥ 4, F ≥ 4    bought recently and often
+  ``loyal``               R ≥ 3, F ≥ 3    regular buyers, fairly recent
+  ``new``                 R ≥ 4, F = 1    first order recently
+  ``potential_loyalists`` R ≥ 3, F ≤ 2    recent, a few orders
+  ``cant_lose``           R ≤ 2, F ≥ 4    used to buy often, gone quiet
+  ``at_risk``             R ≤ 2, F = 3    bought regularly, gone quiet
+  ``hibernating``         R = 2, F ≤ 2    few orders, a while ago
+  ``lost``                R = 1, F ≤ 2    few orders, long ago
+  ======================  ==============  ==========================================
+
+- ``historical_clv``: the customer's historical lifetime value, average order value ×
+  purchase frequency × customer lifespan. With lifespan = the time from the first order to
+  ``as_of`` and frequency = orders per unit of that lifespan, the product is
+  ``avg_order_value × orders_count`` = ``total_spent``: what the customer has spent to
+  date. Like the other averages, it is missing (not 0) for a customer without orders, so
+  ``top_percent``/``bottom_percent`` rank buyers only.
 """
 
 from __future__ import annotations
@@ -51,10 +72,10 @@ RFM_SEGMENTS = (
 )
 
 
-def kind_of(duckdb_type: str) -> Kind:
-    """Map a DuckDB column type to the kind of tests it admits."""
-    t = duckdb_type.upper()
-    if t == "BOOLEAN":
+def kind_of(sql_type: str) -> Kind:
+    """Map a column type (DuckDB or PostgreSQL) to the kind of tests it admits."""
+    t = sql_type.upper()
+    if t in ("BOOLEAN", "BOOL"):
         return "bool"
     if t == "DATE":
         return "date"
@@ -96,67 +117,10 @@ def order_scope(
     item_columns: dict[str, str] | None,
     product_columns: dict[str, str] | None,
 ) -> dict[str, tuple[Column, str]]:
-    """Columns testable inside ``orders: {where: ...}``, each with its table alias."""
+    """Columns testable inside ``orders: {where: ...}``, each with its table alias; a name
+    in several tables means the order's column, then the item's."""
     scope: dict[str, tuple[Column, str]] = {}
     for alias, columns in (("p", product_columns), ("i", item_columns), ("o", order_columns)):
         for name, t in (columns or {}).items():
             scope[name] = (Column(f'{alias}."{name}"', kind_of(t)), alias)
     return scope
-
-
-def customer_facts_sql(customer_columns: dict[str, str], as_of: dt.datetime) -> str:
-    """The ``customer_facts`` relation: every customer with the derived attributes."""
-    at = sql_timestamp(as_of)
-    day = sql_date(as_of.date())
-    # the customer's own columns, except those a derived attribute replaces
-    own = ",\n           ".join(f'c."{c}"' for c in customer_columns if c not in DERIVED)
-
-    def score(column: str) -> str:
-        rank = f"PERCENT_RANK() OVER (ORDER BY {column})"
-        return f"CAST(LEAST(5, 1 + FLOOR(5 * {rank})) AS INTEGER)"
-
-    rfm_case = """CASE
-        WHEN s.r >= 4 AND s.f >= 4 THEN 'champions'
-        WHEN s.r >= 3 AND s.f >= 3 THEN 'loyal'
-        WHEN s.r >= 4 AND s.f = 1 THEN 'new'
-        WHEN s.r >= 3 THEN 'potential_loyalists'
-        WHEN s.f >= 4 THEN 'cant_lose'
-        WHEN s.f = 3 THEN 'at_risk'
-        WHEN s.r = 2 THEN 'hibernating'
-        WHEN s.r = 1 THEN 'lost'
-      END"""
-    return f"""order_facts AS (
-    SELECT customer_id,
-           COUNT(*) AS orders_count,
-           SUM(total) AS total_spent,
-           AVG(total) AS avg_order_value,
-           MIN(placed_at) AS first_order_at,
-           MAX(placed_at) AS last_order_at
-    FROM orders
-    WHERE placed_at <= {at}
-    GROUP BY customer_id
-  ),
-  scored AS (
-    SELECT *,
-           {score("last_order_at")} AS r,
-           {score("orders_count")} AS f,
-           {score("total_spent")} AS m
-    FROM order_facts
-  ),
-  customer_facts AS (
-    SELECT {own},
-           COALESCE(s.orders_count, 0) AS orders_count,
-           COALESCE(s.total_spent, 0) AS total_spent,
-           s.avg_order_value,
-           s.first_order_at,
-           s.last_order_at,
-           {day} - CAST(s.first_order_at AS DATE) AS days_since_first_order,
-           {day} - CAST(s.last_order_at AS DATE) AS days_since_last_order,
-           s.r AS rfm_recency,
-           s.f AS rfm_frequency,
-           s.m AS rfm_monetary,
-           {rfm_case} AS rfm_segment,
-           COALESCE(s.total_spent, 0) AS historical_clv
-    FROM customers AS c
-    LEFT JOIN scored AS s ON s.customer_id = c.customer_id
-  )"""

@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from clvflow.data.sources import ShopData
 from clvflow.errors import SegmentError
 from clvflow.project.yamlfile import Loc, YamlDocument, dotted, read_yaml, validate_document
-from clvflow.segments.attributes import customer_facts_sql, customer_scope, order_scope
+from clvflow.segments.attributes import customer_scope, order_scope
 from clvflow.segments.compiler import CompileError, ConditionCompiler, TestCompiler
 from clvflow.segments.conditions import Condition, ConditionSyntaxError, parse_condition
+from clvflow.segments.facts import Needs, facts_sql
 
 
 class SegmentFile(BaseModel):
@@ -91,31 +92,62 @@ class SegmentCatalog:
 
 @dataclass(frozen=True)
 class CompiledSegment:
+    """A segment's predicate over ``customer_facts AS cf`` and what it needs there."""
+
     name: str
     predicate: str
-    facts: str
+    needs: Needs
     data: ShopData
 
+    @property
+    def facts(self) -> str:
+        """The CTEs defining ``customer_facts`` with just what ``predicate`` reads."""
+        return facts_sql(self.needs)
+
     def members_sql(self, columns: str = "cf.customer_id") -> str:
-        """One query returning ``columns`` of the members, in a stable order."""
+        """One self-contained query returning ``columns`` of the members, in a stable order."""
         return (
             f"{self.data.with_clause(self.facts)}SELECT {columns}\nFROM customer_facts AS cf\n"
             f"WHERE {self.predicate}\nORDER BY cf.customer_id"
         )
 
 
+def new_needs(data: ShopData, as_of: dt.datetime) -> Needs:
+    """An empty record of needs, for compiling segments that will share their facts."""
+    return Needs(as_of=as_of, customer_columns=data.columns["customers"])
+
+
 def compile_segment(
-    catalog: SegmentCatalog, name: str, data: ShopData, as_of: dt.datetime
+    catalog: SegmentCatalog,
+    name: str,
+    data: ShopData,
+    as_of: dt.datetime,
+    needs: Needs | None = None,
+    *,
+    unknown_item_tests: bool = False,
 ) -> CompiledSegment:
-    """Compile segment ``name`` (and what it refers to) against the shop's columns."""
-    tests = TestCompiler(as_of=as_of)
+    """Compile segment ``name`` (and what it refers to) against the shop's columns.
+
+    ``needs``, when given, is shared with other segments compiled for the same
+    ``(data, as_of)``: their ``orders:`` tests then share columns, and one
+    ``customer_facts`` serves them all. By default the segment gets its own.
+    ``unknown_item_tests`` renders the ``orders:`` tests on item or product columns as
+    NULL: where the predicate is then still TRUE or FALSE, those tests cannot change it
+    (SQL's three-valued logic), so they need computing only where it is NULL.
+    """
+    needs = needs if needs is not None else new_needs(data, as_of)
+    if needs.as_of != as_of:
+        raise ValueError("segments sharing needs must be compiled for the same as_of")
+    tests = TestCompiler(as_of=as_of, timezone=data.timezone)
     stack: list[str] = []
 
     def resolve(ref: str, loc: Loc) -> str:
         owner = catalog.segments[stack[-1]]
         if ref not in catalog.segments:
+            close = difflib.get_close_matches(ref, catalog.names(), n=1)
+            mean = f" — did you mean '{close[0]}'?" if close else ""
             raise owner.error(
-                f"unknown segment '{ref}'",
+                f"unknown segment '{ref}'{mean}",
                 loc,
                 hint="segments: " + ", ".join(catalog.names()),
             )
@@ -134,6 +166,8 @@ def compile_segment(
         has_items=data.has("order_items"),
         tests=tests,
         resolve_segment=resolve,
+        needs=needs,
+        unknown_item_tests=unknown_item_tests,
     )
 
     def compile_one(segment_name: str) -> str:
@@ -147,5 +181,4 @@ def compile_segment(
             stack.pop()
 
     predicate = compile_one(name)
-    facts = customer_facts_sql(data.columns["customers"], as_of)
-    return CompiledSegment(name, predicate, facts, data)
+    return CompiledSegment(name, predicate, needs, data)

@@ -2,15 +2,22 @@
 
 Every leaf test is wrapped in ``COALESCE(..., FALSE)``: a test on a missing value is false,
 so ``not:`` is the exact set complement. Literals are rendered by this module (never
-interpolated from user text without quoting), so the printed SQL runs as it is.
+interpolated from user text without quoting), so the printed SQL runs as it is. Relative
+times are resolved against ``as_of`` here, before any SQL exists.
+
+The compiler records in ``Needs`` what the predicate reads (customer columns, derived
+attributes, ``orders:`` selections); an ``orders:`` test becomes a test on a column of
+``customer_facts`` that ``clvflow.segments.facts`` computes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import difflib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from clvflow.project.yamlfile import Loc
@@ -25,6 +32,7 @@ from clvflow.segments.conditions import (
     SegmentRef,
     Test,
 )
+from clvflow.segments.facts import Needs
 from clvflow.segments.times import TimeExpressionError, resolve_time, resolve_window
 
 
@@ -63,12 +71,15 @@ class TestCompiler:
     """Turns one ``Test`` on one column into SQL."""
 
     as_of: dt.datetime
+    timezone: str | None = None
     population: str = "customer_facts"
 
     def literal(self, value: Any, kind: Kind, loc: Loc) -> str:
         if kind == "number":
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise CompileError(f"expected a number, got {value!r}", loc)
+            if not math.isfinite(value):
+                raise CompileError(f"expected a finite number, got {value!r}", loc)
             return repr(value)
         if kind == "bool":
             if not isinstance(value, bool):
@@ -83,15 +94,26 @@ class TestCompiler:
 
     def time(self, value: Any, loc: Loc) -> dt.datetime:
         try:
-            return resolve_time(value, self.as_of)
+            return resolve_time(value, self.as_of, self.timezone)
         except TimeExpressionError as exc:
             raise CompileError(str(exc), loc) from None
 
-    def compile(self, column: Column, test: Test, loc: Loc, name: str) -> str:
+    def compile(
+        self, column: Column, test: Test, loc: Loc, name: str, *, ranked: bool = True
+    ) -> str:
+        """``test`` on ``column``; ``ranked``: whether top/bottom_percent may rank it among
+        the customers (only for customer attributes)."""
         allowed = _ops_for(column.kind)
         parts: list[str] = []
         for op, operand in test.used():
             here = (*loc, op)
+            if op in ("top_percent", "bottom_percent") and not ranked:
+                raise CompileError(
+                    f"'{op}' ranks customers, so it applies to customer attributes only, "
+                    f"not to '{name}'",
+                    here,
+                    hint="compare with at_least/at_most, or rank a customer attribute",
+                )
             if op not in allowed:
                 raise CompileError(
                     f"'{op}' does not apply to '{name}', which is {column.kind}",
@@ -117,7 +139,9 @@ class TestCompiler:
         if op in simple:
             return f"{x} {simple[op]} {lit(operand)}"
         if op in ("in", "not_in"):
-            values = ", ".join(lit(v) for v in operand) or "NULL"
+            if not operand:  # no value is in the empty list; every (present) value is not
+                return "FALSE" if op == "in" else f"{x} IS NOT NULL"
+            values = ", ".join(lit(v) for v in operand)
             return f"{x} {'IN' if op == 'in' else 'NOT IN'} ({values})"
         if op == "between":
             low, high = operand
@@ -145,14 +169,16 @@ class TestCompiler:
             order = "DESC" if op == "top_percent" else "ASC"
             agg = "MIN" if op == "top_percent" else "MAX"
             cmp = ">=" if op == "top_percent" else "<="
-            if not x.startswith("cf."):
-                raise CompileError(f"'{op}' applies only to customer attributes", loc)
+            # the k-th value in that order among those present, k = ceil(N × P / 100),
+            # in integer arithmetic on P as the exact decimal it was written as
             bare = x.split(".", 1)[1]
+            share = Fraction(str(operand)) / 100
+            num, den = share.numerator, share.denominator
+            present = f"FROM {self.population} WHERE {bare} IS NOT NULL"
+            k = f"CAST(FLOOR((COUNT(*) * {num} + {den - 1}) * 1.0 / {den}) AS BIGINT)"
             return (
-                f"{x} {cmp} (SELECT {agg}(v) FROM (SELECT {bare} AS v, "
-                f"ROW_NUMBER() OVER (ORDER BY {bare} {order}) AS rn, COUNT(*) OVER () AS n "
-                f"FROM {self.population} WHERE {bare} IS NOT NULL) AS ranked "
-                f"WHERE rn <= CEIL(n * {float(operand)!r} / 100.0))"
+                f"{x} {cmp} (SELECT {agg}(v) FROM (SELECT {bare} AS v {present} "
+                f"ORDER BY {bare} {order} LIMIT (SELECT {k} {present})) AS ranked)"
             )
         raise CompileError(f"unknown operator '{op}'", loc)  # pragma: no cover
 
@@ -166,6 +192,8 @@ class ConditionCompiler:
     has_items: bool
     tests: TestCompiler
     resolve_segment: Callable[[str, Loc], str]
+    needs: Needs
+    unknown_item_tests: bool = False  # render orders: tests on items as NULL (unknown)
     _order_tables: set[str] = field(default_factory=set)
 
     def compile(self, cond: Condition) -> str:
@@ -179,6 +207,7 @@ class ConditionCompiler:
             return self.resolve_segment(cond.name, cond.loc)
         if isinstance(cond, AttributeTest):
             column = self._lookup(cond.attribute, self.customer, cond.loc)
+            self.needs.use(cond.attribute)
             return self.tests.compile(column, cond.test, cond.loc, cond.attribute)
         return self._orders(cond)
 
@@ -204,48 +233,46 @@ class ConditionCompiler:
             flat = {name: col for name, (col, _) in self.orders.items()}
             column = self._lookup(cond.attribute, flat, cond.loc)
             self._order_tables.add(self.orders[cond.attribute][1])
-            return self.tests.compile(column, cond.test, cond.loc, cond.attribute)
+            return self.tests.compile(column, cond.test, cond.loc, cond.attribute, ranked=False)
         raise CompileError(
             "inside orders.where only tests on order, item and product columns are allowed",
             cond.loc,
         )
 
     def _orders(self, cond: OrdersCondition) -> str:
-        filters = [
-            "o.customer_id = cf.customer_id",
-            f"o.placed_at <= {sql_timestamp(self.tests.as_of)}",
-        ]
+        window = None
         if cond.within is not None:
             try:
                 window = resolve_window(cond.within, self.tests.as_of)
             except TimeExpressionError as exc:
                 raise CompileError(str(exc), (*cond.loc, "within")) from None
-            filters.append(
-                f"o.placed_at BETWEEN {sql_timestamp(window.start)} AND {sql_timestamp(window.end)}"
-            )
+        where: str | None = None
+        items = False
         if cond.where is not None:
             self._order_tables.clear()
-            predicate = self._order_condition(cond.where)
-            if self._order_tables & {"i", "p"}:
-                if not self.has_items:
-                    raise CompileError(
-                        "this tests item or product columns but the shop has no order_items data",
-                        (*cond.loc, "where"),
-                        hint="list order_items (and products) under data: in clvflow.yaml",
-                    )
-                predicate = (
-                    "EXISTS (SELECT 1 FROM order_items AS i LEFT JOIN products AS p "
-                    f"ON p.product_id = i.product_id WHERE i.order_id = o.order_id AND {predicate})"
+            where = self._order_condition(cond.where)
+            items = bool(self._order_tables & {"i", "p"})
+            if items and not self.has_items:
+                raise CompileError(
+                    "this tests item or product columns but the shop has no order_items data",
+                    (*cond.loc, "where"),
+                    hint="list order_items (and products) under data: in clvflow.yaml",
                 )
-            filters.append(predicate)
-        matched = "FROM orders AS o WHERE " + " AND ".join(filters)
+        fact = self.needs.orders_fact(where, window, items)
+        if items and self.unknown_item_tests:
+            return "CAST(NULL AS BOOLEAN)"
         if cond.count is None and cond.total is None:
-            return f"EXISTS (SELECT 1 {matched})"
+            fact.any = True
+            return f'cf."{fact.any_column}"'
         parts: list[str] = []
         if cond.count is not None:
-            expr = Column(f"(SELECT COUNT(*) {matched})", "number")
-            parts.append(self.tests.compile(expr, cond.count, (*cond.loc, "count"), "count"))
+            fact.count = True
+            column = Column(f'cf."{fact.count_column}"', "number")
+            loc = (*cond.loc, "count")
+            parts.append(self.tests.compile(column, cond.count, loc, "count", ranked=False))
         if cond.total is not None:
-            expr = Column(f"COALESCE((SELECT SUM(o.total) {matched}), 0)", "number")
-            parts.append(self.tests.compile(expr, cond.total, (*cond.loc, "total"), "total"))
+            fact.total = True
+            column = Column(f'cf."{fact.total_column}"', "number")
+            loc = (*cond.loc, "total")
+            parts.append(self.tests.compile(column, cond.total, loc, "total", ranked=False))
         return "(" + " AND ".join(parts) + ")"

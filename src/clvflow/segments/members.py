@@ -8,24 +8,25 @@ from typing import Any
 import pandas as pd
 
 from clvflow.data.sources import ShopData, in_list
-from clvflow.segments.attributes import customer_facts_sql, sql_timestamp
-from clvflow.segments.catalog import CompiledSegment
+from clvflow.segments.attributes import DERIVED, sql_timestamp
+from clvflow.segments.catalog import CompiledSegment, new_needs
+from clvflow.segments.facts import Needs, facts_sql
 
 
 def member_ids(data: ShopData, compiled: CompiledSegment) -> list[str]:
     """Member customer ids, sorted."""
-    return [str(r[0]) for r in data.rows(compiled.members_sql())]
+    return [str(v) for v in data.first_column(compiled.members_sql())]
 
 
 def member_frame(data: ShopData, compiled: CompiledSegment, as_of: dt.datetime) -> pd.DataFrame:
     """Members with all customer and derived attributes plus ``last_order_id``."""
-    return _frame(data, compiled.facts, compiled.predicate, as_of)
+    return _frame(data, compiled.needs, compiled.predicate, as_of)
 
 
 def customer_rows(data: ShopData, ids: list[str], as_of: dt.datetime) -> list[dict[str, Any]]:
     """Given customers with every attribute (derived ones included), in the order of ``ids``."""
-    facts = customer_facts_sql(data.columns["customers"], as_of)
-    frame = _frame(data, facts, f"cf.customer_id IN {in_list(ids)}", as_of)
+    needs = new_needs(data, as_of)
+    frame = _frame(data, needs, f"cf.customer_id IN {in_list(ids)}", as_of)
     by_id = {str(r["customer_id"]): r for r in records(frame)}
     return [by_id[i] for i in ids if i in by_id]
 
@@ -35,7 +36,13 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
 
-def _frame(data: ShopData, facts: str, predicate: str, as_of: dt.datetime) -> pd.DataFrame:
+def attribute_names(data: ShopData) -> list[str]:
+    """Every attribute of a customer: the own columns, then the derived ones."""
+    own = [c for c in data.columns["customers"] if c not in DERIVED]
+    return [*own, *DERIVED]
+
+
+def _frame(data: ShopData, needs: Needs, predicate: str, as_of: dt.datetime) -> pd.DataFrame:
     last_orders = (
         "last_orders AS (\n"
         "    SELECT customer_id, order_id AS last_order_id FROM (\n"
@@ -45,9 +52,11 @@ def _frame(data: ShopData, facts: str, predicate: str, as_of: dt.datetime) -> pd
         "    ) AS ranked WHERE rn = 1\n"
         "  )"
     )
+    # every attribute, but not the columns the predicate's orders: tests were computed in
+    columns = ", ".join(f'cf."{c}"' for c in attribute_names(data))
     sql = (
-        f"{data.with_clause(facts, last_orders)}"
-        "SELECT cf.*, lo.last_order_id\n"
+        f"{data.with_clause(facts_sql(needs, full=True), last_orders)}"
+        f"SELECT {columns}, lo.last_order_id\n"
         "FROM customer_facts AS cf LEFT JOIN last_orders AS lo ON lo.customer_id = cf.customer_id\n"
         f"WHERE {predicate}\n"
         "ORDER BY cf.customer_id"

@@ -2,7 +2,9 @@
 
 Accepted: ISO dates and timestamps, ``now``, ``today``, ``N days|weeks|months|years ago``,
 ``in N days|weeks|months|years``; and for ``within``: ``last N …`` / ``next N …``.
-All results are naive timestamps in the shop's local time, like the shop's data.
+All results are naive timestamps in the shop's local time, like the shop's data: an ISO
+timestamp with an offset (``2026-11-20T10:00:00+00:00``, or ``Z``) names an instant and is
+converted to the shop's time zone; one without an offset is already local time.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
 
@@ -41,10 +44,18 @@ class Window:
     end: dt.datetime
 
 
-def resolve_time(value: object, as_of: dt.datetime) -> dt.datetime:
-    """Resolve a time expression (or a date/datetime from YAML) against ``as_of``."""
+def local(value: dt.datetime, timezone: str | None) -> dt.datetime:
+    """``value`` as naive local time: an aware one converted to ``timezone`` (when known)."""
+    if value.tzinfo is not None and timezone is not None:
+        value = value.astimezone(ZoneInfo(timezone))
+    return value.replace(tzinfo=None)
+
+
+def resolve_time(value: object, as_of: dt.datetime, timezone: str | None = None) -> dt.datetime:
+    """Resolve a time expression (or a date/datetime from YAML) against ``as_of``, in the
+    shop's ``timezone`` (IANA name; aware times are converted to it)."""
     if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=None)
+        return local(value, timezone)
     if isinstance(value, dt.date):
         return dt.datetime.combine(value, dt.time())
     if not isinstance(value, str):
@@ -58,10 +69,12 @@ def resolve_time(value: object, as_of: dt.datetime) -> dt.datetime:
         return as_of - _shift(int(match.group(1)), match.group(2))
     if match := _IN.match(text):
         return as_of + _shift(int(match.group(1)), match.group(2))
-    try:
-        return dt.datetime.fromisoformat(text).replace(tzinfo=None)
-    except ValueError:
-        raise TimeExpressionError(f"'{value}' is not a time; {TIME_HELP}") from None
+    for spelling in (value.strip(), value.strip().upper()):  # the upper case: 't', 'z'
+        try:
+            return local(dt.datetime.fromisoformat(spelling), timezone)
+        except ValueError:
+            continue
+    raise TimeExpressionError(f"'{value}' is not a time; {TIME_HELP}")
 
 
 def resolve_window(value: object, as_of: dt.datetime) -> Window:
