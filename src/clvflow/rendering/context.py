@@ -19,8 +19,13 @@ from clvflow.personalization.orders import OrderView
 from clvflow.project.config import ShopConfig
 
 
+_PLAIN = (str, int, bool, dt.datetime, dt.date)
+
+
 def plain(value: Any) -> Any:
     """pandas/numpy scalars → plain Python; missing → None."""
+    if type(value) in _PLAIN:  # the common case, per attribute of every message
+        return value
     if value is None or value is pd.NaT:
         return None
     if isinstance(value, float) and math.isnan(value):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +16,6 @@ from clvflow.rendering.filters import formatting
 from clvflow.rendering.templates import CompiledTemplate, template_location
 from clvflow.rendering.textpart import html_to_text, tidy_text
 
-_SPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,7 @@ class RenderedEmail:
 
 def header_text(value: str) -> str:
     """One line for a header: CR, LF and other whitespace runs become single spaces."""
-    return _SPACE.sub(" ", value).strip()
+    return " ".join(value.split())
 
 
 _INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)

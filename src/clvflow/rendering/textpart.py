@@ -33,12 +33,14 @@ def _converter() -> html2text.HTML2Text:
     return converter
 
 
-_TRAILING = re.compile(r"[ \t\xa0]+$", re.M)
-
-
 def tidy_text(text: str) -> str:
-    """No trailing blanks, at most one empty line in a row, one final newline."""
-    return _BLANKS.sub("\n\n", _TRAILING.sub("", text)).strip() + "\n"
+    """No trailing blanks, at most one empty line in a row, one final newline.
+
+    (Per message: string methods, several times faster here than the equivalent regexes.)"""
+    text = "\n".join(line.rstrip(" \t\xa0") for line in text.split("\n"))
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    return text.strip() + "\n"
 
 
 def _links(text: str) -> str:
