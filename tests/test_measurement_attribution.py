@@ -153,3 +153,31 @@ def test_the_same_cells_when_the_shop_is_in_postgres(make_project: ProjectFactor
         fill_ledger(project.ledger_url)
         measured = measure_campaigns(project, SINCE, AS_OF)
     assert cells_as_dict(measured.cells) == EXPECTED_CELLS
+
+
+@pytest.mark.postgres
+def test_the_same_cells_with_the_ledger_in_postgres(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    from tests.conftest import POSTGRES_URL
+
+    schema = f"ledger_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as con:
+        con.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        monkeypatch.setenv("CLVFLOW_LEDGER_URL", f"{POSTGRES_URL}?options=-csearch_path%3D{schema}")
+        root = make_project({**FILES, "prefect.yaml": PREFECT_YAML, "data/orders.csv": ORDERS_CSV})
+        project = Project.load(root)
+        assert project.ledger_url.startswith("postgresql")
+        fill_ledger(project.ledger_url)
+        measured = measure_campaigns(project, SINCE, AS_OF)
+        assert cells_as_dict(measured.cells) == EXPECTED_CELLS
+    finally:
+        with admin.begin() as con:
+            con.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

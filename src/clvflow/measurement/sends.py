@@ -11,7 +11,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import case, func, select
+from sqlalchemy import String, case, func, select, type_coerce
 
 from clvflow.ledger.schema import events, messages
 from clvflow.ledger.store import Ledger
@@ -42,18 +42,19 @@ def read_sends(
         case((messages.c.status == "holdout", HOLDOUT), else_=TREATED).label("group"),
         messages.c.variant,
         messages.c.locale,
-        case((messages.c.status == "holdout", messages.c.planned_at), else_=moment).label(
-            "sent_at"
-        ),
+        # as text: SQLite's per-row datetime parsing in Python is slow; pandas parses the
+        # column at once (PostgreSQL's driver returns datetimes, which pandas takes as well)
+        type_coerce(
+            case((messages.c.status == "holdout", messages.c.planned_at), else_=moment), String
+        ).label("sent_at"),
     ).where(messages.c.status.in_(("sent", "holdout")), messages.c.planned_at >= since_utc)
     if until_utc is not None:
         stmt = stmt.where(messages.c.planned_at < until_utc)
+    columns = [*SEND_COLUMNS, "locale", "sent_at"]
     with ledger.engine.connect() as con:
         rows = con.execute(stmt.order_by(messages.c.id)).all()
-    frame = pd.DataFrame(
-        [tuple(r) for r in rows], columns=[*SEND_COLUMNS, "locale", "sent_at"], dtype=object
-    )
-    frame["sent_at"] = pd.to_datetime(frame["sent_at"]).astype("datetime64[us]")
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=columns, dtype=object)
+    frame["sent_at"] = pd.to_datetime(frame["sent_at"], format="ISO8601").astype("datetime64[us]")
     frame["message_id"] = frame["message_id"].astype("int64")
     return frame
 
