@@ -9,8 +9,9 @@ from typing import Annotated
 
 import typer
 
-from clvflow.cli.options import ProjectOption
+from clvflow.cli.options import AsOfOption, ProjectOption, resolve_as_of
 from clvflow.ledger.store import Ledger
+from clvflow.personalization.promo import redeem as redeem_code
 from clvflow.project.layout import Project
 
 app = typer.Typer(help="Promo codes issued by campaigns.")
@@ -55,3 +56,26 @@ def export(
     finally:
         if out:
             handle.close()
+
+
+@app.command("redeem")
+def redeem(
+    code: Annotated[str, typer.Argument(help="The code the customer entered.")],
+    order_total: Annotated[
+        float, typer.Option("--order-total", help="The order's total, shop currency.")
+    ],
+    project: ProjectOption = Path("."),
+    as_of: AsOfOption = None,
+) -> None:
+    """Use a code for an order: once only, before it expires, above its minimum order."""
+    loaded = Project.load(project)
+    when = resolve_as_of(loaded, as_of)
+    ledger = Ledger(loaded.ledger_url)
+    try:
+        row = redeem_code(ledger.engine, code, order_total, when)
+    finally:
+        ledger.close()
+    typer.echo(
+        f"{row['code']}: {row['discount_percent']:g}% off, redeemed at {when:%Y-%m-%d %H:%M} "
+        f"(campaign {row['campaign']}, customer {row['customer_id']})"
+    )

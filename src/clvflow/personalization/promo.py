@@ -1,11 +1,21 @@
-"""Unique single-use promo codes, one per recipient and campaign occurrence."""
+"""Unique single-use promo codes, one per recipient and campaign occurrence.
+
+A run issues a code per message (``promo_row``) and keeps it in the ledger; the shop's
+checkout honours it once (``redeem``: an atomic update that only succeeds for an issued,
+unredeemed, unexpired code and an order that meets its minimum).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import secrets
+from typing import Any
+
+from sqlalchemy import Engine, select, update
 
 from clvflow.campaigns.params import PromoSpec
+from clvflow.errors import ClvflowError
+from clvflow.ledger.schema import promo_codes
 
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L
 
@@ -37,3 +47,39 @@ def promo_row(
         "currency": currency,
         "expires_at": expires,
     }
+
+
+def redeem(engine: Engine, code: str, order_total: float, when: dt.datetime) -> dict[str, Any]:
+    """Mark ``code`` used by an order of ``order_total`` at ``when`` (shop time); once only.
+
+    Two checkouts racing with the same code: the database lets one update win."""
+    code = code.strip().upper()
+    stmt = (
+        update(promo_codes)
+        .where(
+            promo_codes.c.code == code,
+            promo_codes.c.redeemed_at.is_(None),
+            promo_codes.c.expires_at >= when,
+            promo_codes.c.min_order <= order_total,
+        )
+        .values(redeemed_at=when)
+    )
+    with engine.begin() as con:
+        won = con.execute(stmt).rowcount == 1
+        row = con.execute(select(promo_codes).where(promo_codes.c.code == code)).mappings().first()
+    if row is None:
+        raise ClvflowError(f"promo code {code} was never issued", hint="check the spelling")
+    found = dict(row)
+    if won:
+        return found
+    if found["redeemed_at"] is not None:
+        raise ClvflowError(
+            f"promo code {code} was already used on {found['redeemed_at']:%Y-%m-%d %H:%M}",
+            hint="each code can be used once",
+        )
+    if found["expires_at"] < when:
+        raise ClvflowError(f"promo code {code} expired on {found['expires_at']:%Y-%m-%d}")
+    raise ClvflowError(
+        f"promo code {code} needs an order of at least {found['min_order']:g} "
+        f"{found['currency']} (this one: {order_total:g})"
+    )
