@@ -2,8 +2,9 @@
 
 Each filter reads the locale from the template context (``locale``), so templates write
 ``{{ order.total | money }}`` and get ``€1,234.50``, ``1 234,50 €`` or ``1 234,50 €``.
-Macros imported without context (cheaper: the module is built once, not per message) see
-no ``locale``; there the filters use the message being rendered (``formatting``).
+While clvflow renders a message (``formatting``), the filters use that message's locale and
+currency, also inside macros imported without context (cheaper: the module is built once,
+not per message); ``money("USD")`` names another currency.
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ def formatting(locale: str | None, currency: str | None) -> Iterator[None]:
 
 
 def _locale(ctx: Context) -> Locale:
-    value = ctx.get("locale") or _MESSAGE.get()[0]
+    # The message being rendered first: the same as the context's ``locale`` there, and a
+    # context-free macro's context would only find it after a slow search of the globals.
+    value = _MESSAGE.get()[0] or ctx.get("locale")
     return value if isinstance(value, Locale) else babel_locale(str(value) if value else None)
 
 
@@ -77,7 +80,7 @@ def _date(when: dt.date, pattern: str, locale: Locale) -> str:
 
 @pass_context
 def money(ctx: Context, amount: Any, currency: str | None = None) -> str:
-    code = currency or str(ctx.get("currency") or _MESSAGE.get()[1] or "EUR")
+    code = currency or str(_MESSAGE.get()[1] or ctx.get("currency") or "EUR")
     return _money(float(amount), code, _locale(ctx))
 
 
@@ -112,7 +115,7 @@ def percent(ctx: Context, value: Any) -> str:
 def localized(ctx: Context, by_language: Any, default: Any = None) -> Any:
     """``{"en": x, "hu": y} | localized`` → the entry for the message's locale (``hu-HU``,
     then ``hu``), else ``default``."""
-    tag = str(ctx.get("locale") or _MESSAGE.get()[0] or "")
+    tag = str(_MESSAGE.get()[0] or ctx.get("locale") or "")
     for key in (tag, tag.replace("_", "-").split("-")[0]):
         if key in by_language:
             return by_language[key]
