@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint format typecheck bench clean
+.PHONY: demo serve test check lint format typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/clvflow demo
+
+# Prefect server (started or found) + every deployment of prefect.yaml served + the web app
+serve: $(STAMP)
+	$(BIN)/clvflow serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
