@@ -2,8 +2,11 @@
 
 Measures, in one run and each side in its own child process:
 
-- clvflow: from ``open_shop_data`` through compiling and evaluating every segment in
-  ``segments/*.yaml`` to a Python list of member ids (one DuckDB query per segment);
+- clvflow: from ``open_shop_data`` through compiling every segment in ``segments/*.yaml``
+  together (``SharedFacts``: one facts table, built from the Parquet files) and evaluating
+  each to a Python list of member ids;
+- with ``--alone``, also clvflow's one-segment path (``member_ids(compile_segment(...))``,
+  one self-contained query per segment, as ``clvflow segments members`` runs it);
 - a naive pandas baseline: ``pd.read_parquet`` of the files it needs, then each segment
   written plainly with groupby / merge / filter, the way an analyst would in a notebook.
 
@@ -13,6 +16,7 @@ data is generated once into ``bench/.data/<customers>x<orders>/`` and reused.
 
     .venv/bin/python bench/segments.py                      # 1,000,000 customers, 10,000,000 orders
     .venv/bin/python bench/segments.py --customers 50000 --orders 500000 --repeat 3
+    .venv/bin/python bench/segments.py --alone      # also time one query per segment
 """
 
 from __future__ import annotations
@@ -124,7 +128,7 @@ class Run:
 
     wall: float  # seconds
     cpu: float  # CPU seconds, user + system, all threads
-    setup: float  # open data (clvflow) / read files + customer facts (pandas)
+    setup: float  # open data + facts (clvflow) / read files + customer facts (pandas)
     per_segment: dict[str, float]
     members: dict[str, list[str]]
 
@@ -172,9 +176,10 @@ def measure(repeat: int, names: list[str], setup: Setup, evaluate: Evaluate) -> 
             t = time.perf_counter()
             members[name] = evaluate(state, name)
             per[name] = time.perf_counter() - t
-        close = getattr(state, "close", None)
-        if callable(close):
-            close()
+        for closing in (state, getattr(state, "data", None)):  # SharedFacts, then its data
+            close = getattr(closing, "close", None)
+            if callable(close):
+                close()
         del state
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         runs.append(Run(wall, cpu, ready, per, members))
@@ -202,24 +207,43 @@ def hwm_bytes() -> int | None:
 # --- clvflow side ------------------------------------------------------------------------------
 
 
-def run_clvflow(project_dir: Path, as_of: dt.datetime, repeat: int) -> SideResult:
+def run_clvflow(project_dir: Path, as_of: dt.datetime, repeat: int, alone: bool) -> SideResult:
+    """clvflow as a run evaluates a project's segments (``alone``: one query each)."""
     start = time.perf_counter()
     from clvflow.data.sources import ShopData, open_shop_data
     from clvflow.project.layout import Project
     from clvflow.segments.catalog import SegmentCatalog, compile_segment
+    from clvflow.segments.evaluation import SharedFacts
     from clvflow.segments.members import member_ids
 
     import_s = time.perf_counter() - start
     import_rss = max_rss_bytes()
     project = Project.load(project_dir)
     catalog = SegmentCatalog.load(project.segments_dir)
+    names = catalog.names()
 
-    def evaluate(data: object, name: str) -> list[str]:
-        assert isinstance(data, ShopData)
-        return member_ids(data, compile_segment(catalog, name, data, as_of))
+    if alone:
 
-    runs = measure(repeat, catalog.names(), lambda: open_shop_data(project), evaluate)
-    return SideResult("clvflow", import_s, import_rss, max_rss_bytes(), hwm_bytes(), runs)
+        def evaluate_alone(data: object, name: str) -> list[str]:
+            assert isinstance(data, ShopData)
+            return member_ids(data, compile_segment(catalog, name, data, as_of))
+
+        runs = measure(repeat, names, lambda: open_shop_data(project), evaluate_alone)
+        side = "alone"
+    else:
+
+        def setup() -> SharedFacts:
+            shared = SharedFacts(catalog, names, open_shop_data(project), as_of)
+            shared.build()  # reads the files: one pass for the facts, one for orders x items
+            return shared
+
+        def evaluate(shared: object, name: str) -> list[str]:
+            assert isinstance(shared, SharedFacts)
+            return shared.member_ids(name)
+
+        runs = measure(repeat, names, setup, evaluate)
+        side = "clvflow"
+    return SideResult(side, import_s, import_rss, max_rss_bytes(), hwm_bytes(), runs)
 
 
 # --- naive pandas side -------------------------------------------------------------------------
@@ -465,33 +489,51 @@ def compare(names: list[str], ours: SideResult, theirs: SideResult) -> list[str]
 
 
 def report(
-    args: argparse.Namespace, ours: SideResult, theirs: SideResult, load: tuple[float, ...]
+    args: argparse.Namespace,
+    ours: SideResult,
+    theirs: SideResult,
+    alone: SideResult | None,
+    load: tuple[float, float],
 ) -> None:
     names = sorted(ours.members)
     a, b = ours.best, theirs.best
-    setup = "open data / read + facts"
-    width = max(len(n) for n in [*names, setup])
-    line = f"{{:<{width}}}  {{:>10}}  {{:>12}}  {{:>12}}"
+    c = alone.best if alone is not None else None
+    setup = "open data + facts / read + facts"
+    width = max(len(n) for n in [*names, setup, "total (CPU, all threads)"])
+    columns = ["segment", "members", "clvflow ms", "pandas ms"]
+    if c is not None:
+        columns.append("alone ms")
+    line = f"{{:<{width}}}" + "".join("  {:>12}" for _ in columns[1:])
 
     def ms(seconds: float | None) -> str:
         return "-" if seconds is None else f"{seconds * 1000:,.0f}"
+
+    def row(label: str, count: str, *values: float | None) -> None:
+        print(line.format(label, count, *(ms(v) for v in values[: len(columns) - 2])))
 
     print()
     print(
         f"{args.customers:,} customers, {args.orders:,} orders; as_of {args.as_of}; "
         f"best of {args.repeat}; {os.cpu_count()} cores; Python {platform.python_version()}; "
-        f"load average before the run {load[0]:.2f}"
+        f"load average {load[0]:.2f} before the run, {load[1]:.2f} after"
     )
-    print(line.format("segment", "members", "clvflow ms", "pandas ms"))
-    print(line.format("-" * width, "-" * 10, "-" * 12, "-" * 12))
-    print(line.format(setup, "", ms(a.setup), ms(b.setup)))
+    print(line.format(*columns))
+    print(line.format("-" * width, *(["-" * 12] * (len(columns) - 1))))
+    row(setup, "", a.setup, b.setup, c.setup if c else None)
     for name in names:
         count = f"{len(ours.members[name]):,}"
-        print(line.format(name, count, ms(a.per_segment[name]), ms(b.per_segment.get(name))))
-    print(line.format("total (wall)", "", ms(a.wall), ms(b.wall)))
-    print(line.format("total (CPU, all threads)", "", ms(a.cpu), ms(b.cpu)))
+        row(
+            name,
+            count,
+            a.per_segment[name],
+            b.per_segment.get(name),
+            c.per_segment[name] if c else None,
+        )
+    row("total (wall)", "", a.wall, b.wall, c.wall if c else None)
+    row("total (CPU, all threads)", "", a.cpu, b.cpu, c.cpu if c else None)
     print()
-    for side in (ours, theirs):
+    sides = [ours, theirs] + ([alone] if alone is not None else [])
+    for side in sides:
         walls = ", ".join(f"{r.wall:.2f}" for r in side.runs)
         cpus = ", ".join(f"{r.cpu:.2f}" for r in side.runs)
         hwm = "" if side.peak_hwm is None else f", VmHWM {mb(side.peak_hwm)}"
@@ -502,10 +544,14 @@ def report(
         )
     speedup = b.wall / a.wall
     print(f"   ratio: pandas / clvflow = {speedup:.2f}x (wall), {b.cpu / a.cpu:.2f}x (CPU)")
+    if c is not None:
+        print(
+            f"   ratio: alone / clvflow = {c.wall / a.wall:.2f}x (wall), {c.cpu / a.cpu:.2f}x (CPU)"
+        )
     problems = compare(names, ours, theirs) + ours.notes + theirs.notes
-    problems += [
-        f"{s.side}: members differ between repeats" for s in (ours, theirs) if not s.stable
-    ]
+    if alone is not None:
+        problems += [f"alone: {p}" for p in compare(names, ours, alone)]
+    problems += [f"{s.side}: members differ between repeats" for s in sides if not s.stable]
     print("members agree" if not problems else "members DIFFER:\n  " + "\n  ".join(problems))
     print()
     print(
@@ -529,13 +575,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="report the best of N runs")
     parser.add_argument("--regenerate", action="store_true", help="regenerate the cached data")
     parser.add_argument(
+        "--alone",
+        action="store_true",
+        help="also time clvflow's one-query-per-segment path (as `segments members` runs)",
+    )
+    parser.add_argument(
         "--reference",
         default=DEFAULT_REFERENCE.isoformat(),
         help="the data's reference day (as_of is that day at 10:00)",
     )
     # Internal: run one side in this process and pickle the result.
     parser.add_argument(
-        "--child", choices=["generate", "clvflow", "pandas"], help=argparse.SUPPRESS
+        "--child", choices=["generate", "clvflow", "alone", "pandas"], help=argparse.SUPPRESS
     )
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--project", type=Path, help=argparse.SUPPRESS)
@@ -552,8 +603,8 @@ def child(args: argparse.Namespace) -> None:
     if args.child == "generate":
         generate(args)
         return
-    if args.child == "clvflow":
-        result = run_clvflow(args.project, args.as_of, args.repeat)
+    if args.child in ("clvflow", "alone"):
+        result = run_clvflow(args.project, args.as_of, args.repeat, args.child == "alone")
     else:
         names = sorted(p.stem for p in (args.project / "segments").glob("*.yaml"))
         result = run_pandas(args.data_dir, args.as_of, names, args.repeat)
@@ -567,15 +618,18 @@ def main(argv: list[str] | None = None) -> None:
         child(args)
         return
     data_dir = ensure_data(args)
-    load = os.getloadavg()  # other work on the machine slows both sides down
+    before = os.getloadavg()[0]  # other work on the machine slows both sides down
     with tempfile.TemporaryDirectory(prefix="clvflow-bench-") as tmp:
         work = Path(tmp)
         build_project(data_dir, work / "project")
-        # Both children run before the parent loads any result: a child starts with the
+        # All children run before the parent loads any result: a child starts with the
         # parent's peak RSS, and the member lists would inflate it.
-        paths = [run_child(side, args, data_dir, work) for side in ("clvflow", "pandas")]
-        ours, theirs = (read_result(p) for p in paths)
-    report(args, ours, theirs, load)
+        sides = ["clvflow", "pandas"] + (["alone"] if args.alone else [])
+        paths = [run_child(side, args, data_dir, work) for side in sides]
+        results = [read_result(p) for p in paths]
+    after = os.getloadavg()[0]
+    alone = results[2] if args.alone else None
+    report(args, results[0], results[1], alone, (before, after))
 
 
 if __name__ == "__main__":
