@@ -41,14 +41,18 @@ def flow_session() -> Iterator[None]:
 def run_flow(
     campaign: Campaign, project_dir: str, as_of: dt.datetime | None, dry_run: bool
 ) -> dict[str, Any]:
-    """One campaign as one Prefect flow run; returns the run summary."""
+    """One campaign as one Prefect flow run (tagged like its deployment); returns the run
+    summary."""
+    from prefect import tags
+
     from clvflow.orchestration.flows import campaign_flow
 
-    result: dict[str, Any] = campaign_flow(
-        campaign=campaign.name,
-        spec=campaign.spec,
-        as_of=as_of,
-        dry_run=dry_run,
-        project=project_dir,
-    )
+    with tags("clvflow", f"campaign:{campaign.name}", *campaign.tags):
+        result: dict[str, Any] = campaign_flow(
+            campaign=campaign.name,
+            spec=campaign.spec,
+            as_of=as_of,
+            dry_run=dry_run,
+            project=project_dir,
+        )
     return result
