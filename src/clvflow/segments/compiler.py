@@ -104,9 +104,11 @@ class TestCompiler:
         """``test`` on ``column``; ``ranked``: whether top/bottom_percent may rank it among
         the customers (only for customer attributes)."""
         allowed = _ops_for(column.kind)
+        if not ranked:
+            allowed -= {"top_percent", "bottom_percent"}
         parts: list[str] = []
         for op, operand in test.used():
-            here = (*loc, op)
+            here = loc if test.bare else (*loc, op)
             if op in ("top_percent", "bottom_percent") and not ranked:
                 raise CompileError(
                     f"'{op}' ranks customers, so it applies to customer attributes only, "

@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any as AnyType
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from clvflow.project.yamlfile import Loc, dotted
 
@@ -43,6 +43,8 @@ class Test(BaseModel):
     """One attribute test; several keys are ANDed, a bare scalar means ``equals``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # written as a bare scalar (``orders_count: 1``): errors then point at the attribute
+    _bare: bool = PrivateAttr(default=False)
 
     equals: Scalar | None = None
     not_equals: Scalar | None = None
@@ -70,6 +72,10 @@ class Test(BaseModel):
         if not self.used():
             raise ValueError("a test needs at least one operator: " + ", ".join(OPERATORS))
         return self
+
+    @property
+    def bare(self) -> bool:
+        return self._bare
 
     def used(self) -> list[tuple[str, AnyType]]:
         """The operators this test sets, in declaration order, with their operands."""
@@ -169,7 +175,9 @@ def parse_test(raw: object, loc: Loc) -> Test:
             "a list needs an operator", loc, hint="write {in: [..]} to test membership"
         )
     try:
-        return Test.model_validate(payload)
+        test = Test.model_validate(payload)
+        test._bare = not isinstance(raw, dict)
+        return test
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         sub = tuple(p for p in err["loc"] if isinstance(p, str | int))
