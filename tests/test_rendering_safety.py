@@ -140,3 +140,35 @@ def test_money_is_formatted_for_the_locale(tmp_path: Path, locale: str, expected
     context = {**_context(), "locale": locale}
     email = render_email(library.get("t", locale), context)
     assert f"[{expected}]" in email.text.replace("\xa0", " ")
+
+
+ORDER_PAYLOADS = [
+    "{{ order.__class__.__mro__ }}",
+    "{{ order.__init__.__globals__ }}",
+    "{{ order.__dict__ }}",
+    "{{ order.__dataclass_fields__ }}",
+    "{{ order['items'].__class__.__base__.__subclasses__() }}",
+    "{{ order.items.append(1) }}",
+]
+
+
+@pytest.mark.parametrize("payload", ORDER_PAYLOADS)
+def test_the_shortcut_for_order_fields_keeps_the_sandbox(tmp_path: Path, payload: str) -> None:
+    from clvflow.personalization.orders import OrderView
+
+    library = _library(
+        tmp_path, {"t.html.j2": f'---\nsubject: "x"\n---\n<p>{payload}</p>\n{FOOTER}\n'}
+    )
+    order = OrderView("O1", dt.datetime(2026, 11, 20, 9, 0), 50.0, "EUR", [{"name": "Cards"}])
+    with pytest.raises(TemplateError):
+        render_email(library.get("t", "en"), {**_context(), "order": order})
+
+
+def test_order_fields_read_through_the_shortcut(tmp_path: Path) -> None:
+    from clvflow.personalization.orders import OrderView
+
+    body = "<p>{{ order.order_id }} {{ order.total | money }} {{ order['items'][0].name }}</p>"
+    library = _library(tmp_path, {"t.html.j2": f'---\nsubject: "x"\n---\n{body}\n{FOOTER}\n'})
+    order = OrderView("O1", dt.datetime(2026, 11, 20, 9, 0), 50.0, "EUR", [{"name": "Cards"}])
+    email = render_email(library.get("t", "en"), {**_context(), "order": order})
+    assert "O1 €50.00 Cards" in email.html

@@ -2,9 +2,9 @@
 excluding what they already have; best sellers fill the rest.
 
 Co-purchase counts and best sellers are computed once per run (one query each, inside the
-data engine). On files (DuckDB) what every customer owns is kept in a temporary table too,
-and a batch is scored by one query (owned × co-purchase counts, minus owned, top N per
-customer) with the batch's ids as a parameter. On a database, one query per batch fetches
+data engine). On files (DuckDB) each customer's top co-purchases not owned yet are scored
+once per run for everyone, in one set-based query, into a temporary table, and a batch
+reads its rows with its ids as a parameter. On a database, one query per batch fetches
 what the batch's customers own and the scoring is a vectorized pandas join. Neither loops
 over customers to score.
 """
@@ -71,11 +71,12 @@ class Recommender:
         }
 
     def _prepare_tables(self) -> tuple[str, str]:
-        """Temporary tables (DuckDB): co-purchase counts, and what each customer owns."""
+        """Temporary tables (DuckDB), once per run: what each customer owns, and every
+        customer's top co-purchases not owned yet (``rank`` 1..limit)."""
         con = self.data.con
         assert con is not None
         suffix = uuid.uuid4().hex[:12]
-        pairs, owned = f"clvflow_pairs_{suffix}", f"clvflow_owned_{suffix}"
+        pairs, owned, top = (f"clvflow_{t}_{suffix}" for t in ("pairs", "owned", "top"))
         con.register(f"{pairs}_frame", self.pairs)
         con.execute(
             f"CREATE TEMP TABLE {pairs} AS SELECT CAST(src AS VARCHAR) AS src, "
@@ -87,7 +88,22 @@ class Recommender:
                 FROM orders AS o JOIN order_items AS i ON i.order_id = o.order_id
                 WHERE o.placed_at <= {sql_timestamp(self.as_of)}"""
         )
-        return pairs, owned
+        con.execute(
+            f"""CREATE TEMP TABLE {top} AS
+                WITH scored AS (
+                  SELECT m.customer_id, p.dst AS product_id, SUM(p.together) AS together
+                  FROM {owned} AS m JOIN {pairs} AS p ON p.src = m.product_id
+                  GROUP BY m.customer_id, p.dst
+                ),
+                fresh AS (
+                  SELECT s.* FROM scored AS s ANTI JOIN {owned} AS m
+                    ON m.customer_id = s.customer_id AND m.product_id = s.product_id
+                )
+                SELECT customer_id, product_id, ROW_NUMBER() OVER (
+                  PARTITION BY customer_id ORDER BY together DESC, product_id) AS rank
+                FROM fresh QUALIFY rank <= {self.limit}"""
+        )
+        return top, owned
 
     def _scored_in_engine(
         self, customer_ids: Sequence[str]
@@ -97,29 +113,15 @@ class Recommender:
         assert con is not None
         if self._tables is None:
             self._tables = self._prepare_tables()
-        pairs, owned = self._tables
+        top, owned = self._tables
         ids = [list(customer_ids)]
-        mine = f"SELECT customer_id, product_id FROM {owned} WHERE customer_id IN " + (
-            "(SELECT unnest($1::VARCHAR[]))"
-        )
-        top = con.execute(
-            f"""WITH mine AS ({mine}),
-                scored AS (
-                  SELECT m.customer_id, p.dst AS product_id, SUM(p.together) AS together
-                  FROM mine AS m JOIN {pairs} AS p ON p.src = m.product_id
-                  GROUP BY m.customer_id, p.dst
-                ),
-                fresh AS (
-                  SELECT s.* FROM scored AS s ANTI JOIN mine AS m
-                    ON m.customer_id = s.customer_id AND m.product_id = s.product_id
-                )
-                SELECT customer_id, product_id FROM fresh
-                QUALIFY ROW_NUMBER() OVER (
-                  PARTITION BY customer_id ORDER BY together DESC, product_id) <= {self.limit}
-                ORDER BY customer_id, together DESC, product_id""",
+        batch = "customer_id IN (SELECT unnest($1::VARCHAR[]))"
+        ranked = con.execute(
+            f"SELECT customer_id, product_id FROM {top} WHERE {batch} ORDER BY customer_id, rank",
             ids,
         ).fetchall()
-        return top, con.execute(mine, ids).fetchall()
+        mine = con.execute(f"SELECT customer_id, product_id FROM {owned} WHERE {batch}", ids)
+        return ranked, mine.fetchall()
 
     def for_customers(self, customer_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """customer_id → up to ``limit`` products ``{product_id, name, category, price, url}``."""

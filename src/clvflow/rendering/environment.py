@@ -6,7 +6,9 @@ HTML) but run in the same immutable sandbox. Undefined names are errors, never b
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, MutableMapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -64,19 +66,38 @@ def _html_autoescape(name: str | None) -> bool:
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
+@lru_cache(maxsize=256)
+def _data_fields(kind: type) -> frozenset[str]:
+    """The public fields of a (non-slotted) dataclass: plain data, safe to read directly
+    (e.g. ``order.total`` of an OrderView); none for any other type."""
+    if not dataclasses.is_dataclass(kind) or hasattr(kind, "__slots__"):
+        return frozenset()
+    return frozenset(f.name for f in dataclasses.fields(kind) if not f.name.startswith("_"))
+
+
 class Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, with a shortcut for ``mapping.key`` on plain dicts.
+    """The immutable sandbox, with shortcuts for the values clvflow passes to templates.
 
     Jinja resolves ``customer.first_name`` by trying the attribute first, which on a dict
     raises AttributeError before the key is looked up. For a key that is not a dict
-    attribute the result is the same either way, so look the key up directly."""
+    attribute the result is the same either way, so look the key up directly. A public
+    field of a dataclass (``order.total``) is data, so it skips the sandbox's checks for
+    methods and internals too. Anything else takes the sandbox's own path."""
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """A template's globals as a plain dict (Jinja's ChainMap makes each ``{% import %}``
+        compare key views in Python; the environment's globals are not changed later)."""
+        return {**self.globals, **(d or {})}
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+        kind = type(obj)
+        if kind is dict and attribute not in _DICT_ATTRIBUTES:
             try:
                 return obj[attribute]
             except KeyError:
                 pass
+        elif attribute in _data_fields(kind):
+            return obj.__dict__[attribute]
         return super().getattr(obj, attribute)
 
 

@@ -17,7 +17,6 @@ from clvflow.rendering.templates import CompiledTemplate, template_location
 from clvflow.rendering.textpart import html_to_text, tidy_text
 
 
-
 @dataclass(frozen=True)
 class RenderedEmail:
     subject: str
