@@ -33,6 +33,7 @@ Segments: K1 R4 F4 champions; K2 R5 F1 new; K3 R2 F5 cant_lose; K6 R1 F1 lost.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from clvflow.cli.main import main
 from tests.conftest import BASE_CONFIG, write_files
 
 AS_OF = ["--as-of", "2026-11-23 12:00"]
+AS_OF_TIME = dt.datetime(2026, 11, 23, 12, 0)
 
 CUSTOMERS = """\
 customer_id,email,first_name,locale,tier,points,wedding_date,joined_at,vip

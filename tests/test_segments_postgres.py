@@ -1,10 +1,12 @@
 """Segments pushed down to the machine's real PostgreSQL agree with DuckDB over files.
 
-The tiny shop is loaded into a fresh schema of database ``test``; a project points
-``data.url`` at it; every case of the operator table must select the same customers."""
+The tiny shop (and the fresh shop of tests/test_segments_cli.py) is loaded into a fresh
+schema of database ``test``; a project points ``data.url`` at it; every case of the
+operator tables must select the same customers, alone and evaluated together."""
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,9 @@ from sqlalchemy import create_engine, text
 from clvflow.data.sources import open_shop_data
 from clvflow.project.layout import Project
 from clvflow.segments.catalog import SegmentCatalog, compile_segment
+from clvflow.segments.evaluation import evaluate_segments
 from clvflow.segments.members import member_ids
+from tests import test_segments_cli as fresh
 from tests.conftest import AS_OF, BASE_CONFIG, POSTGRES_URL, TINY_SHOP, ProjectFactory
 from tests.test_segments_tiny_shop import CASES
 
@@ -32,17 +36,46 @@ DDL = {
 }
 
 
+FRESH_DDL = {
+    **DDL,
+    "customers": """customer_id TEXT PRIMARY KEY, email TEXT, first_name TEXT, locale TEXT,
+        tier TEXT, points INTEGER, wedding_date DATE, joined_at TIMESTAMP, vip BOOLEAN""",
+    "orders": "order_id TEXT PRIMARY KEY, customer_id TEXT, placed_at TIMESTAMP, total NUMERIC(12,2)",
+    "products": "product_id TEXT PRIMARY KEY, name TEXT, category TEXT, price NUMERIC(12,2)",
+}
+FRESH_CSV = {
+    "customers": fresh.CUSTOMERS,
+    "orders": fresh.ORDERS,
+    "order_items": fresh.ITEMS,
+    "products": fresh.PRODUCTS,
+}
+
+
 @pytest.fixture(scope="module")
 def shop_schema() -> Iterator[str]:
+    tables = {t: pd.read_csv(TINY_SHOP / f"{t}.csv", dtype=str, keep_default_na=False) for t in DDL}
+    yield from _loaded(DDL, tables)
+
+
+@pytest.fixture(scope="module")
+def fresh_schema() -> Iterator[str]:
+    tables = {
+        t: pd.read_csv(io.StringIO(csv), dtype=str, keep_default_na=False)
+        for t, csv in FRESH_CSV.items()
+    }
+    yield from _loaded(FRESH_DDL, tables)
+
+
+def _loaded(ddl: dict[str, str], tables: dict[str, pd.DataFrame]) -> Iterator[str]:
+    """The tables, typed by ``ddl``, in a fresh schema (dropped afterwards)."""
     schema = f"shop_{uuid.uuid4().hex[:10]}"
     engine = create_engine(POSTGRES_URL)
     with engine.begin() as con:
         con.execute(text(f'CREATE SCHEMA "{schema}"'))
-        for table, columns in DDL.items():
+        for table, columns in ddl.items():
             con.execute(text(f'CREATE TABLE "{schema}"."{table}" ({columns})'))
-    for table in DDL:
-        frame = pd.read_csv(TINY_SHOP / f"{table}.csv", dtype=str, keep_default_na=False)
-        frame = frame.replace({"": None})
+    for table in ddl:
+        frame = tables[table].replace({"": None})
         with engine.begin() as con:
             for row in frame.to_dict(orient="records"):
                 names = ", ".join(f'"{k}"' for k in row)
@@ -70,6 +103,28 @@ def _members(root: Path, name: str) -> tuple[list[str], str]:
     try:
         compiled = compile_segment(SegmentCatalog.load(project.segments_dir), name, data, AS_OF)
         return member_ids(data, compiled), data.dialect
+    finally:
+        data.close()
+
+
+def test_postgres_agrees_on_the_fresh_shop(make_project: ProjectFactory, fresh_schema: str) -> None:
+    """Every case of the fresh-shop table (tests/test_segments_cli.py), alone and together."""
+    files = {
+        f"segments/{name}.yaml": f"description: {name}\nwhere:\n  {condition}\n"
+        for name, condition in fresh.REFERRED.items()
+    }
+    for name, (label, condition, _) in zip(fresh.NAMES, fresh.CASES, strict=True):
+        files[f"segments/{name}.yaml"] = f"description: {label}\nwhere:\n  {condition}\n"
+    project = Project.load(make_project(files, config=_pg_config(fresh_schema)))
+    data = open_shop_data(project)
+    try:
+        assert data.dialect == "postgresql"
+        catalog = SegmentCatalog.load(project.segments_dir)
+        together = evaluate_segments(catalog, fresh.NAMES, data, fresh.AS_OF_TIME)
+        for name, (label, condition, expected) in zip(fresh.NAMES, fresh.CASES, strict=True):
+            compiled = compile_segment(catalog, name, data, fresh.AS_OF_TIME)
+            assert member_ids(data, compiled) == expected, f"{label}: {condition}"
+            assert together[name] == expected, f"{label} (together): {condition}"
     finally:
         data.close()
 
