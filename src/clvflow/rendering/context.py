@@ -18,7 +18,6 @@ import pandas as pd
 from clvflow.personalization.orders import OrderView
 from clvflow.project.config import ShopConfig
 
-
 _PLAIN = (str, int, bool, dt.datetime, dt.date)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, MutableMapping
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +65,19 @@ def _html_autoescape(name: str | None) -> bool:
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
-@lru_cache(maxsize=256)
+_FIELDS: dict[type, frozenset[str]] = {}
+
+
 def _data_fields(kind: type) -> frozenset[str]:
     """The public fields of a (non-slotted) dataclass: plain data, safe to read directly
     (e.g. ``order.total`` of an OrderView); none for any other type."""
-    if not dataclasses.is_dataclass(kind) or hasattr(kind, "__slots__"):
-        return frozenset()
-    return frozenset(f.name for f in dataclasses.fields(kind) if not f.name.startswith("_"))
+    found = _FIELDS.get(kind)
+    if found is None:
+        found = frozenset()
+        if dataclasses.is_dataclass(kind) and not hasattr(kind, "__slots__"):
+            found = frozenset(f.name for f in dataclasses.fields(kind) if f.name[0] != "_")
+        _FIELDS[kind] = found
+    return found
 
 
 class Sandbox(ImmutableSandboxedEnvironment):
