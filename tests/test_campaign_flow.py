@@ -150,3 +150,37 @@ def test_ab_flow_run_publishes_counts_per_variant_sample_progress_and_events(
     for link in links:
         sample = Path(unquote(urlparse(link).path))
         assert sample.is_file() and "Unsubscribe" in sample.read_text()
+
+
+def test_order_outside_the_send_window_waits_and_is_not_sent(
+    prefect_api: None, make_project: ProjectFactory
+) -> None:
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from clvflow.campaigns.params import SendWindow
+    from clvflow.campaigns.triggered import OrderPlaced
+    from clvflow.orchestration.order_flow import order_flow
+    from tests.test_order_events import FILES as ORDER_FILES
+
+    project = Project.load(make_project(ORDER_FILES))
+    spec = load_campaigns(project.prefect_file)["thank-you"].spec
+    now = dt.datetime.now(ZoneInfo("Europe/Budapest"))  # the tiny shop's time zone
+    closed = SendWindow(
+        start=f"{(now + dt.timedelta(hours=2)).hour:02d}:00",
+        end=f"{(now + dt.timedelta(hours=3)).hour:02d}:00",
+    )
+    placed = OrderPlaced.model_validate(
+        {"order": {"order_id": "O2"}, "customer": {"customer_id": "C1"}}
+    )
+    summary = order_flow(
+        campaign="thank-you",
+        spec=spec.model_copy(update={"send_window": closed}),
+        order=placed,
+        project=str(project.root),
+    )
+    assert (summary["sent"], summary["waiting"], summary["occurrence"]) == (0, 1, "O2")
+    assert not (project.outbox_dir / "thank-you").exists()
+    # the window open: the same order is sent now
+    again = order_flow(campaign="thank-you", spec=spec, order=placed, project=str(project.root))
+    assert again["sent"] == 1

@@ -224,3 +224,28 @@ def test_validate_rejects_a_bad_entrypoint_and_cron(
     out = capsys.readouterr().out
     assert "'flows/campaign.py' defines no 'campain_flow'" in out
     assert "'every monday' is not a cron expression" in out
+
+
+@pytest.mark.parametrize(
+    ("as_of", "zone", "expected_utc"),
+    [
+        # 10:00 Budapest (09:00 UTC) = 04:00 New York (EST, UTC-5): opens 08:00 NY = 13:00 UTC
+        (dt.datetime(2026, 11, 23, 10, 0), "America/New_York", dt.datetime(2026, 11, 23, 13, 0)),
+        # 10:00 Budapest = 18:00 Tokyo (UTC+9): opens tomorrow 08:00 Tokyo = 23:00 UTC today
+        (dt.datetime(2026, 11, 23, 10, 0), "Asia/Tokyo", dt.datetime(2026, 11, 23, 23, 0)),
+        # no zone: the shop's; 07:00 Budapest → 08:00 Budapest = 07:00 UTC
+        (dt.datetime(2026, 11, 23, 7, 0), None, dt.datetime(2026, 11, 23, 7, 0)),
+        # exactly at the opening: the next day's (the window is open now, nothing waits)
+        (dt.datetime(2026, 11, 23, 8, 0), "Europe/Budapest", dt.datetime(2026, 11, 24, 7, 0)),
+        # across the spring DST change in Budapest (29 March 2026: UTC+1 → UTC+2)
+        (dt.datetime(2026, 3, 28, 21, 0), "Europe/Budapest", dt.datetime(2026, 3, 29, 6, 0)),
+    ],
+)
+def test_next_window_opening(
+    as_of: dt.datetime, zone: str | None, expected_utc: dt.datetime
+) -> None:
+    from clvflow.campaigns.window import next_opening
+
+    window = SendWindow(start="08:00", end="17:00")
+    got = next_opening(window, as_of, "Europe/Budapest", zone)
+    assert got == expected_utc.replace(tzinfo=dt.UTC)

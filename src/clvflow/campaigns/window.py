@@ -42,3 +42,20 @@ def outside_window(
         for name in zones.unique()
     }
     return zones.map(verdict).astype(bool)
+
+
+def next_opening(
+    window: SendWindow, as_of: dt.datetime, shop_timezone: str, customer_timezone: object
+) -> dt.datetime:
+    """When the window next opens for a customer, as an aware UTC time (after ``as_of``)."""
+    shop = ZoneInfo(shop_timezone)
+    zone = _zone(customer_timezone, shop)
+    local = as_of.replace(tzinfo=shop).astimezone(zone)
+    start = window.start_time
+    day = local.date()
+    for _ in range(3):
+        candidate = dt.datetime.combine(day, start, tzinfo=zone)
+        if candidate > local:
+            return candidate.astimezone(dt.UTC)
+        day += dt.timedelta(days=1)
+    raise AssertionError("unreachable: a window opens every day")

@@ -7,19 +7,66 @@ as ``order``; at most once per order, because the ledger keys the message by ord
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Coroutine
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.deployments import run_deployment
+from prefect.runtime import deployment as runtime_deployment
 from prefect.runtime import flow_run
 
 from clvflow.campaigns.catalog import Campaign
 from clvflow.campaigns.params import CampaignSpec
 from clvflow.campaigns.runner import CampaignRun, RunSummary
 from clvflow.campaigns.triggered import OrderPlaced, run_for_order
+from clvflow.campaigns.window import next_opening
 from clvflow.orchestration import events
 from clvflow.orchestration.artifacts import publish
 from clvflow.project.layout import Project
+
+
+def _run_again_at(
+    when: dt.datetime,
+    campaign: str,
+    spec: CampaignSpec,
+    order: OrderPlaced,
+    dry_run: bool,
+    project: str,
+) -> None:
+    """Outside the send window: the same deployment runs again when the window opens (the
+    ledger still guards against a second email)."""
+    logger = get_run_logger()
+    deployment = runtime_deployment.id
+    if deployment is None:
+        logger.info(
+            "order %s waits for the send window (opens %s); no deployment to run again",
+            order.order.order_id,
+            when.isoformat(),
+        )
+        return
+    later = run_deployment(
+        name=UUID(deployment),
+        parameters={
+            "campaign": campaign,
+            "spec": spec.model_dump(mode="json"),
+            "order": order.model_dump(mode="json"),
+            "dry_run": dry_run,
+            "project": project,
+        },
+        scheduled_time=when,
+        timeout=0,
+        as_subflow=False,
+    )
+    assert not isinstance(later, Coroutine)  # a synchronous call
+    logger.info(
+        "order %s waits for the send window: flow run %s at %s",
+        order.order.order_id,
+        later.id,
+        when.isoformat(),
+    )
 
 
 def run_name() -> str:
@@ -54,6 +101,12 @@ def order_flow(
     with CampaignRun(loaded, target, dry_run=dry_run) as run:
         events.campaign_started(campaign, order.order.order_id, dry_run)
         summary = order_task(run, order)
+        if summary.waiting and spec.send_window is not None:
+            zone = None
+            if run.members is not None and "timezone" in run.members:
+                zone = run.members["timezone"].iloc[0]
+            when = next_opening(spec.send_window, run.as_of, loaded.config.shop.timezone, zone)
+            _run_again_at(when, campaign, spec, order, dry_run, project)
     publish(summary)
     events.campaign_finished(summary)
     get_run_logger().info(
