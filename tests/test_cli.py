@@ -224,3 +224,20 @@ def test_preview_subject_and_headers_never_carry_line_breaks(
     for name, value in [("Subject", item.email.subject), *item.headers.items()]:
         assert "\r" not in value and "\n" not in value, name
     assert item.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_validate_renders_templates_no_campaign_uses(
+    demo_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    draft = demo_project / "templates" / "draft.html.j2"
+    draft.write_text(
+        '---\nsubject: "Hi {{ customer.first_name }}"\n---\n'
+        '{% extends "layouts/base.html.j2" %}\n{% block content %}\n'
+        "<p>{{ customer.favourite_colour }}</p>\n{% endblock %}\n"
+    )
+    for locale in ("hu", "ru"):
+        (demo_project / "templates" / f"draft.{locale}.html.j2").write_text(draft.read_text())
+    assert main(["validate", "--project", str(demo_project), *AS_OF]) == 4
+    out = capsys.readouterr().out
+    assert "draft.html.j2:6" in out and "favourite_colour" in out
+    assert "templates without a campaign (draft)" in out

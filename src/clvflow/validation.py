@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from clvflow.campaigns.catalog import load_campaigns
 from clvflow.campaigns.checks import check_deployments
@@ -129,8 +130,36 @@ def validate_project(project: Project, as_of: dt.datetime) -> ValidationReport:
                 seen.add(error.render())
                 report.errors.append(error)
         report.notes.append(f"{where}: rendered for {len(composed)} sample customer(s)")
+    _render_unused(report, campaigns, library, composer, data, as_of, project)
     data.close()
     return report
+
+
+def _render_unused(
+    report: ValidationReport,
+    campaigns: dict[str, Any],
+    library: TemplateLibrary,
+    composer: Composer,
+    data: ShopData,
+    as_of: dt.datetime,
+    project: Project,
+) -> None:
+    """Templates no campaign uses yet: rendered for a customer of every locale."""
+    used = {t for c in campaigns.values() for t in c.spec.templates}
+    unused = [n for n in library.names() if n not in used]
+    if not unused:
+        return
+    rows = customer_rows(data, _samples(data, [], project.config.shop.locales), as_of)
+    seen: set[str] = set()
+    for name in unused:
+        for item in composer.compose(name, "validate", [("validate", r) for r in rows]):
+            if item.error is not None and item.error.render() not in seen:
+                seen.add(item.error.render())
+                report.errors.append(item.error)
+    report.notes.append(
+        f"templates without a campaign ({', '.join(unused)}): rendered for "
+        f"{len(rows)} sample customer(s) each"
+    )
 
 
 def _samples(data: ShopData, member_list: list[str], locales: list[str]) -> list[str]:
