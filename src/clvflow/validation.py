@@ -56,26 +56,7 @@ def validate_project(project: Project, as_of: dt.datetime) -> ValidationReport:
             report.errors.append(exc)
     report.notes.append(f"segments: {len(members)} of {len(catalog.names())} compile")
     library = TemplateLibrary(project.templates_dir, project.config.shop.default_locale)
-    shop = project.config.shop
-    for name in library.names():
-        translated = set(library.locales_of(name))
-        for locale in shop.locales:
-            try:
-                library.get(name, locale)
-            except TemplateError as exc:
-                report.errors.append(exc)
-            if locale != shop.default_locale and locale not in translated:
-                report.errors.append(
-                    TemplateError(
-                        f"no '{locale}' version: customers with locale {locale} would get "
-                        f"the {shop.default_locale} text",
-                        path=project.templates_dir / f"{name}.{locale}.html.j2",
-                        hint=f"add the file, or drop '{locale}' from shop.locales in clvflow.yaml",
-                    )
-                )
-    report.notes.append(
-        f"templates: {len(library.names())} parse in {len(project.config.shop.locales)} locale(s)"
-    )
+    _compile_templates(report, library, project)
     key = signing_key(project.state_dir, allow_local=True)
     composer = Composer(project.config.shop, data, library, key, as_of)
     for campaign in campaigns.values():
@@ -133,6 +114,32 @@ def validate_project(project: Project, as_of: dt.datetime) -> ValidationReport:
     _render_unused(report, campaigns, library, composer, data, as_of, project)
     data.close()
     return report
+
+
+def _compile_templates(
+    report: ValidationReport, library: TemplateLibrary, project: Project
+) -> None:
+    """Every template compiles for every locale of the shop, each locale with its own file."""
+    shop = project.config.shop
+    for name in library.names():
+        translated = set(library.locales_of(name))
+        for locale in shop.locales:
+            try:
+                library.get(name, locale)
+            except TemplateError as exc:
+                report.errors.append(exc)
+            if locale != shop.default_locale and locale not in translated:
+                report.errors.append(
+                    TemplateError(
+                        f"no '{locale}' version: customers with locale {locale} would get "
+                        f"the {shop.default_locale} text",
+                        path=project.templates_dir / f"{name}.{locale}.html.j2",
+                        hint=f"add the file, or drop '{locale}' from shop.locales in clvflow.yaml",
+                    )
+                )
+    report.notes.append(
+        f"templates: {len(library.names())} parse in {len(project.config.shop.locales)} locale(s)"
+    )
 
 
 def _render_unused(
