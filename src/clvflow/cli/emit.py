@@ -11,10 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from clvflow.campaigns.runner import local_now
-from clvflow.campaigns.triggered import event_from_data
 from clvflow.cli.options import ProjectOption
-from clvflow.data.sources import open_shop_data
 from clvflow.errors import ConfigError
 from clvflow.project.layout import Project
 
@@ -37,6 +34,10 @@ def order_placed(
     project: ProjectOption = Path("."),
 ) -> int:
     """Emit shop.order.placed for ORDER of CUSTOMER, filled from the shop's data."""
+    from clvflow.campaigns.runner import local_now
+    from clvflow.campaigns.triggered import event_from_data
+    from clvflow.data.sources import open_shop_data
+
     loaded = Project.load(project)
     data = open_shop_data(loaded)
     try:
