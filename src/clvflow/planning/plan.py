@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from clvflow.campaigns.params import CampaignSpec, Every
 from clvflow.ledger.store import Ledger
@@ -32,9 +33,36 @@ SUPPRESSION_REASONS = {
 }
 
 
+# The common shape: an ASCII dot-atom local part and a lower-risk hostname (letters, digits,
+# inner hyphens, no "xn--"-style labels, a letter-only top-level domain). email-validator
+# accepts every such address that also passes the length and special-use checks below
+# (a property test compares the two); everything else goes to email-validator itself.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?!-))*[A-Za-z0-9]|[A-Za-z0-9]"
+_COMMON_ADDRESS = re.compile(
+    r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@(?:(?:" + _LABEL + r")\.)+[A-Za-z]{2,63}\Z"
+)
+_SPECIAL_USE = tuple(SPECIAL_USE_DOMAIN_NAMES)
+
+
+def _common_and_valid(address: str) -> bool:
+    if len(address) > 254 or not _COMMON_ADDRESS.match(address):
+        return False
+    local, _, domain = address.rpartition("@")
+    domain = domain.lower()
+    return (
+        len(local) <= 64
+        and len(domain) <= 253
+        and all(len(label) <= 63 for label in domain.split("."))
+        and not any(domain == d or domain.endswith("." + d) for d in _SPECIAL_USE)
+    )
+
+
 @lru_cache(maxsize=65536)
 def address_is_valid(address: str) -> bool:
-    """A syntax check by email-validator (no DNS: planning never touches the network)."""
+    """A syntax check by email-validator (no DNS: planning never touches the network),
+    answered in a microsecond for the common shape (about 95 µs through email-validator)."""
+    if _common_and_valid(address):
+        return True
     try:
         validate_email(address, check_deliverability=False)
     except EmailNotValidError:
