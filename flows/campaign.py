@@ -1,4 +1,4 @@
-"""Prefect entrypoint for every scheduled campaign deployment in prefect.yaml (logic: clvflow package)."""
+"""Prefect entrypoint for the scheduled campaign deployments (logic: clvflow package)."""
 
 from clvflow.orchestration.flows import campaign_flow
 
