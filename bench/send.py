@@ -197,12 +197,11 @@ class StageClock:
         setattr(owner, method, timed)
 
 
-def child_clvflow(project_dir: Path, out: Path, profile: Path | None) -> None:
-    from clvflow.campaigns.catalog import load_campaigns
-    from clvflow.campaigns.runner import CampaignRun, run_campaign
+def timed_stages() -> StageClock:
+    """Wrap the stages of a run (in this process) to time them."""
+    from clvflow.campaigns.runner import CampaignRun
     from clvflow.delivery.sendgrid import SendGridSender
     from clvflow.ledger.store import Ledger
-    from clvflow.project.layout import Project
     from clvflow.rendering.composer import Composer
 
     clock = StageClock()
@@ -218,7 +217,68 @@ def child_clvflow(project_dir: Path, out: Path, profile: Path | None) -> None:
     clock.wrap(SendGridSender, "send_batch", "send: payloads + HTTP (threads)")
     for method in ("mark_sending", "record", "renew_lease", "add_promo_codes", "promo_codes_for"):
         clock.wrap(Ledger, method, "ledger: per-batch writes")
+    clock.wrap(CampaignRun, "_load_batch", "worker: load the batch's customers")
+    return clock
 
+
+_WORKER: dict[str, Any] = {}
+
+
+def worker_batch(job: tuple[str, str, str, list[Any]]) -> tuple[Any, dict[str, float], float]:
+    """In a pool process: send one claimed batch through ``CampaignRun(worker=True)``, the
+    way the flow's fan-out does (the run is opened once per process and kept)."""
+    from clvflow.campaigns.catalog import load_campaigns
+    from clvflow.campaigns.runner import CampaignRun
+    from clvflow.project.layout import Project
+
+    project_dir, name, run_id, claims = job
+    if "run" not in _WORKER:
+        _WORKER["clock"] = timed_stages()
+        project = Project.load(project_dir)
+        campaign = load_campaigns(project.prefect_file)[name]
+        run = CampaignRun(project, campaign, as_of=AS_OF, run_id=run_id, worker=True)
+        _WORKER["run"] = run.__enter__()
+    clock: StageClock = _WORKER["clock"]
+    before = dict(clock.totals)
+    cpu = time.process_time()
+    result = _WORKER["run"].send_batch(claims)
+    spent = {k: v - before.get(k, 0.0) for k, v in clock.totals.items()}
+    return result, spent, time.process_time() - cpu
+
+
+def fan_out(project: Any, campaign: Any, workers: int, clock: StageClock) -> tuple[Any, float]:
+    """Plan and claim here, send the batches over ``workers`` processes; returns the
+    summary and the CPU seconds the workers spent on batches."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from clvflow.campaigns.runner import CampaignRun
+
+    worker_cpu = 0.0
+    with CampaignRun(project, campaign, as_of=AS_OF) as run:
+        claims = run.claim(run.plan())
+        jobs = [(str(project.root), campaign.name, run.run_id, b) for b in run.batches(claims)]
+        try:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                for result, spent, cpu in pool.map(worker_batch, jobs):
+                    run.summary.add(result)
+                    worker_cpu += cpu
+                    for stage, seconds in spent.items():
+                        clock.totals[stage] = clock.totals.get(stage, 0.0) + seconds / workers
+        except BaseException:
+            run.release_unsent(claims)
+            run.finish("failed")
+            raise
+        return run.finish(), worker_cpu
+
+
+def child_clvflow(project_dir: Path, out: Path, profile: Path | None, workers: int) -> None:
+    from clvflow.campaigns.catalog import load_campaigns
+    from clvflow.campaigns.runner import run_campaign
+    from clvflow.ledger.store import Ledger
+    from clvflow.project.layout import Project
+
+    clock = timed_stages()
     rss_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     project = Project.load(project_dir)
     campaign = load_campaigns(project.prefect_file)[CAMPAIGN]
@@ -229,8 +289,12 @@ def child_clvflow(project_dir: Path, out: Path, profile: Path | None) -> None:
         profiler = cProfile.Profile()
         profiler.enable()
     cpu0, started = time.process_time(), time.perf_counter()
-    summary = run_campaign(project, campaign, as_of=AS_OF)
-    wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
+    worker_cpu = 0.0
+    if workers <= 1:
+        summary = run_campaign(project, campaign, as_of=AS_OF)
+    else:
+        summary, worker_cpu = fan_out(project, campaign, workers, clock)
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu0 + worker_cpu
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(profile)
@@ -241,7 +305,9 @@ def child_clvflow(project_dir: Path, out: Path, profile: Path | None) -> None:
         "wall": wall,
         "cpu": cpu,
         "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "rss_workers": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
         "rss_imports": rss_imports,
+        "workers": workers,
         "summary": summary.as_dict(),
         "ledger": statuses,
         "stages": clock.totals,
@@ -336,7 +402,8 @@ def run_side(role: str, project: Path, work: Path, args: argparse.Namespace) -> 
     )
     command = [sys.executable, __file__, "--role", role, "--project", str(project),
                "--out", str(out), "--recipients", str(args.recipients),
-               "--naive-recipients", str(args.naive_recipients)]  # fmt: skip
+               "--naive-recipients", str(args.naive_recipients),
+               "--workers", str(args.workers)]  # fmt: skip
     if role == "clvflow" and args.profile:
         command += ["--profile-out", str(work / "clvflow.prof")]
     with standin(report_file) as (url, pid):
@@ -378,9 +445,11 @@ def report(ours: dict[str, Any], naive: dict[str, Any], args: argparse.Namespace
         f"({ours['cpu'] / max(sent, 1) * 1e6:.0f} µs/message); stand-in CPU "
         f"{ours['standin_cpu']:.1f} s ({ours['standin_cpu'] / max(sent, 1) * 1e6:.0f} µs/message)"
     )
+    workers = f"; largest worker {ours['rss_workers'] / 1e6:,.0f} MB" if ours["workers"] > 1 else ""
     print(f"  peak RSS {ours['rss'] / 1e6:,.0f} MB ({ours['rss_imports'] / 1e6:,.0f} MB after "
-          f"imports); stand-in {sg['max_rss_mb'] * 1.048576:,.0f} MB")  # fmt: skip
-    print("  where the wall time went (each stage's own time):")
+          f"imports){workers}; stand-in {sg['max_rss_mb'] * 1.048576:,.0f} MB")  # fmt: skip
+    per = " per worker (summed over workers ÷ workers)" if ours["workers"] > 1 else ""
+    print(f"  where the wall time went (each stage's own time{per}):")
     total = sum(ours["stages"].values())
     for stage, seconds in sorted(ours["stages"].items(), key=lambda kv: -kv[1]):
         print(f"    {stage:<55} {seconds:7.2f} s  {seconds / ours['wall']:5.1%}  "
@@ -424,6 +493,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--recipients", type=int, default=100_000, help="campaign size (100,000)")
     p.add_argument("--naive-recipients", type=int, default=10_000,
                    help="messages the naive loop sends (its rate is scaled; 0: all)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=1,
+                   help="1: run_campaign in one process; N: batches over N processes, "
+                   "CampaignRun(worker=True), as the flow's fan-out does")  # fmt: skip
     p.add_argument("--regenerate", action="store_true", help="rebuild the cached data")
     p.add_argument("--profile", action="store_true", help="cProfile clvflow's run as well")
     p.add_argument("--keep", action="store_true", help="keep the temporary project folder")
@@ -439,11 +511,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.role == "data":
         return generate(args.recipients)
     if args.role == "clvflow":
-        return child_clvflow(args.project, args.out, args.profile_out)
+        return child_clvflow(args.project, args.out, args.profile_out, args.workers)
     if args.role == "naive":
         return child_naive(args.project, args.out, args.naive_recipients)
     load = os.getloadavg()
-    print(f"send benchmark: {args.recipients:,} recipients, {os.cpu_count()} cores, "
+    mode = "run_campaign" if args.workers <= 1 else f"{args.workers} worker processes"
+    print(f"send benchmark: {args.recipients:,} recipients, clvflow via {mode}, "
+          f"{os.cpu_count()} cores, "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")  # fmt: skip
     data_dir = ensure_data(args.recipients, args.regenerate)
     work = Path(tempfile.mkdtemp(prefix="clvflow-send-bench-"))
