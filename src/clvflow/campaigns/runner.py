@@ -276,10 +276,13 @@ class CampaignRun:
         messages never handed over are released, and the error propagates.
         """
         assert self.data is not None and self.ledger is not None
+        earlier = BatchResult()
+        if not self.dry_run:
+            batch, earlier = self._handed_over_before(batch)
         self._load_batch(batch)
         messages, failures, tags = self.render_batch(batch)
         results: list[SendResult] = []
-        if not self.dry_run:
+        if not self.dry_run and messages:
             self.ledger.mark_sending([m.message_id for m in messages])
             try:
                 results = self.sender.send_batch(messages)
@@ -292,8 +295,37 @@ class CampaignRun:
                 raise
             self.ledger.renew_lease(self.run_id, self.lease_seconds)
         result = self._record(results, messages, failures, tags)
+        for name in ("sent", "failed", "unknown"):
+            setattr(result, name, getattr(result, name) + getattr(earlier, name))
+        result.failures.update(earlier.failures)
         self.summary.add(result)
         return result
+
+    def _handed_over_before(self, batch: Sequence[Claim]) -> tuple[list[Claim], BatchResult]:
+        """A retried batch: only rows still ``claimed`` may go to the sender. Rows an
+        earlier attempt left ``sending`` may have left: they become ``unknown``, never
+        re-sent; outcomes it recorded are counted again for this attempt's result."""
+        assert self.ledger is not None
+        statuses = self.ledger.statuses_of([c.id for c in batch])
+        fresh = [c for c in batch if statuses.get(c.id) == "claimed"]
+        earlier = BatchResult()
+        if len(fresh) == len(batch):
+            return fresh, earlier
+        maybe_left = [c.id for c in batch if statuses.get(c.id) == "sending"]
+        self.ledger.record(
+            [Outcome(i, "unknown", "an earlier attempt of this batch failed after handing it "
+                     "to the sender; it may have left") for i in maybe_left]
+        )  # fmt: skip
+        for claim in batch:
+            status = "unknown" if claim.id in maybe_left else statuses.get(claim.id)
+            if status == "sent":
+                earlier.sent += 1
+            elif status == "failed":
+                earlier.failed += 1
+                earlier.failures["recorded by an earlier attempt"] += 1
+            elif status == "unknown":
+                earlier.unknown += 1
+        return fresh, earlier
 
     def _record(
         self,

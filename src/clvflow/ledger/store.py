@@ -473,6 +473,17 @@ class Ledger:
         return None if row is None else dict(row)
 
     # -- reading ------------------------------------------------------------------------
+    def statuses_of(self, ids: Sequence[int]) -> dict[int, str]:
+        """Message id → status (a retried batch checks what an earlier attempt handed over)."""
+        out: dict[int, str] = {}
+        with self.engine.connect() as con:
+            for chunk in _chunks(list(ids)):
+                rows = con.execute(
+                    select(messages.c.id, messages.c.status).where(messages.c.id.in_(chunk))
+                )
+                out.update({int(r[0]): str(r[1]) for r in rows})
+        return out
+
     def status_counts(self, campaign: str | None = None) -> dict[str, int]:
         stmt = select(messages.c.status, func.count()).group_by(messages.c.status)
         if campaign is not None:

@@ -69,8 +69,9 @@ def _worker_run(job: BatchJob) -> CampaignRun:
     retry_delay_seconds=2,
 )
 def send_batch_task(job: BatchJob) -> BatchResult:
-    """Render and send one claimed batch in a pool process. A retry is safe: the ledger
-    only lets a message be handed over once (rows already sent or sending are skipped)."""
+    """Render and send one claimed batch in a pool process. A retry is safe: only rows
+    still ``claimed`` go to the sender; what an earlier attempt handed over becomes
+    ``unknown`` if its outcome was never recorded (see ``CampaignRun.send_batch``)."""
     return _worker_run(job).send_batch(job.claims)
 
 
@@ -78,8 +79,11 @@ def send_batch_task(job: BatchJob) -> BatchResult:
     name="render and send batch",
     cache_policy=NO_CACHE,
     task_run_name="batch {index}/{total}",
+    retries=2,
+    retry_delay_seconds=2,
 )
 def send_local_task(run: CampaignRun, batch: list[Claim], index: int, total: int) -> BatchResult:
+    """One batch in the flow's process; a retry sends only what was never handed over."""
     return run.send_batch(batch)
 
 
