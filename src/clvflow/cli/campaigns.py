@@ -24,10 +24,14 @@ def summary_table(summary: dict[str, Any]) -> Table:
         table.add_row(f"skipped: {reason.replace('_', ' ')}", str(count))
     if summary["holdout"]:
         table.add_row("holdout", str(summary["holdout"]))
+    if summary.get("waiting"):
+        table.add_row("waiting for the send window", str(summary["waiting"]))
     if summary["unknown"]:
         table.add_row("unknown (earlier run stopped mid-send)", str(summary["unknown"]))
     table.add_row(f"[bold]{verb}[/]", f"[bold]{summary['sent']}[/]")
     table.add_row("failed", str(summary["failed"]))
+    for variant, count in sorted(summary.get("by_variant", {}).items()):
+        table.add_row(f"  variant {variant}: {verb}", str(count))
     return table
 
 
