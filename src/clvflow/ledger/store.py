@@ -32,6 +32,10 @@ from clvflow.ledger.schema import events, messages, promo_codes, runs, skips, su
 CHUNK = 500
 _CLAIM_FIELDS = ("occurrence", "customer_id", "email", "kind", "template", "variant", "locale")
 _CLAIM_COLUMNS = ("campaign", "status", "run_id", "planned_at", "reason", *_CLAIM_FIELDS)
+_PROMO_COLUMNS = (
+    "code", "campaign", "occurrence", "customer_id", "discount_percent", "min_order",
+    "currency", "expires_at", "created_at",
+)  # fmt: skip
 READ_CHUNK = 5000  # keys per IN (...) when reading: SQLite allows 32,766 variables
 IN_FLIGHT_OR_SENT = ("claimed", "sending", "sent", "unknown")
 
@@ -398,11 +402,27 @@ class Ledger:
 
     # -- promo codes --------------------------------------------------------------------
     def add_promo_codes(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Store issued codes (code, campaign, occurrence, customer_id, discount_percent,
+        min_order, currency, expires_at); one executemany at the driver."""
         if not rows:
             return
-        now = utcnow()
+        unknown = {k for row in rows for k in row} - set(_PROMO_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown promo code fields: {sorted(unknown)}")
+        now = self._time(utcnow())
+        params = [
+            tuple(
+                now if c == "created_at" else self._time(r[c]) if c == "expires_at" else r.get(c)
+                for c in _PROMO_COLUMNS
+            )
+            for r in rows
+        ]
+        sql = (
+            f"INSERT INTO promo_codes ({', '.join(_PROMO_COLUMNS)}) "
+            f"VALUES ({', '.join([self._mark] * len(_PROMO_COLUMNS))})"
+        )
         with self.engine.begin() as con:
-            con.execute(promo_codes.insert(), [{**r, "created_at": now} for r in rows])
+            con.exec_driver_sql(sql, params)
 
     def promo_codes_for(
         self, campaign: str, occurrence: str, customer_ids: Sequence[str]
