@@ -95,3 +95,22 @@ def test_a_key_with_a_line_break_is_refused_before_anything_is_sent(key: str) ->
 def test_an_api_host_that_is_not_a_url_is_refused() -> None:
     with pytest.raises(DeliveryError, match="api_host"):
         SendGridSender(KEY, "api.sendgrid.com")
+
+
+def test_once_refused_every_later_batch_is_refused_at_once_and_sends_nothing() -> None:
+    from clvflow.delivery.base import SendAbortedError
+
+    with SendGridStandIn(KEY) as sg:
+        sender = SendGridSender("SG.wrong", sg.url, concurrency=2)
+        with pytest.raises(SendAbortedError, match="401") as first:
+            sender.send_batch([message(i) for i in range(1, 9)])
+        assert first.value.results == []  # nothing was accepted
+        requests = sum(sg.status_counts().values())
+        assert 1 <= requests <= 8
+        # a retry of the batch, or the next batch: refused without a request
+        with pytest.raises(SendAbortedError, match="401") as again:
+            sender.send_batch([message(9)])
+        assert again.value.results == []
+        assert sum(sg.status_counts().values()) == requests
+        sender.close()
+        assert sg.accepted() == []

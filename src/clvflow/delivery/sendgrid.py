@@ -205,6 +205,7 @@ class SendGridSender:
         self._clock = clock
         self._random = random.Random()
         self._stop = threading.Event()
+        self._refused: SendAbortedError | None = None
         self._headers = {
             "Authorization": f"Bearer {api_key}",
             "Content-Type": "application/json",
@@ -228,7 +229,13 @@ class SendGridSender:
         return endpoint
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
-        """Send all; on 401/403 stop submitting and raise with what was done."""
+        """Send all; on 401/403 stop submitting and raise with what was done.
+
+        Once refused, the sender stays refused: every later batch (a retry, the next batch)
+        raises the same error at once and sends nothing, so no message is ever left without
+        a result."""
+        if self._refused is not None:
+            raise SendAbortedError(self._refused.message, [], hint=self._refused.hint)
         futures = [self._pool.submit(self._send_one, m) for m in messages]
         results: list[SendResult] = []
         abort: SendAbortedError | None = None
@@ -241,6 +248,7 @@ class SendGridSender:
             if result is not None:
                 results.append(result)
         if abort is not None:
+            self._refused = abort
             raise SendAbortedError(abort.message, results, hint=abort.hint)
         return results
 
