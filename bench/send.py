@@ -34,6 +34,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -176,23 +177,28 @@ class StageClock:
     def __init__(self) -> None:
         self.totals: dict[str, float] = {}
         self.calls: dict[str, int] = {}
-        self._stack: list[float] = []
+        self._local = threading.local()  # stages nest per thread (rendering and sending overlap)
+        self._lock = threading.Lock()
 
     def wrap(self, owner: Any, method: str, stage: str) -> None:
-        original: Callable[..., Any] = getattr(owner, method)
+        original: Callable[..., Any] | None = getattr(owner, method, None)
+        if original is None:
+            return  # a stage this version of the code does not have
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            self._stack.append(0.0)
+            stack: list[float] = self._local.__dict__.setdefault("stack", [])
+            stack.append(0.0)
             started = time.perf_counter()
             try:
                 return original(*args, **kwargs)
             finally:
                 elapsed = time.perf_counter() - started
-                nested = self._stack.pop()
-                self.totals[stage] = self.totals.get(stage, 0.0) + elapsed - nested
-                self.calls[stage] = self.calls.get(stage, 0) + 1
-                if self._stack:
-                    self._stack[-1] += elapsed
+                nested = stack.pop()
+                with self._lock:
+                    self.totals[stage] = self.totals.get(stage, 0.0) + elapsed - nested
+                    self.calls[stage] = self.calls.get(stage, 0) + 1
+                if stack:
+                    stack[-1] += elapsed
 
         setattr(owner, method, timed)
 
@@ -210,7 +216,8 @@ def timed_stages() -> StageClock:
         ("plan", "plan (suppressions, consent, addresses, ledger, cap)"),
         ("claim", "claim (ledger inserts)"),
         ("render_batch", "render: promo codes, message assembly"),
-        ("send_batch", "run.send_batch: the rest"),
+        ("prepare_batch", "run.prepare_batch: the rest"),
+        ("deliver_batch", "run.deliver_batch: the rest"),
     ):
         clock.wrap(CampaignRun, method, stage)
     clock.wrap(Composer, "compose", "render: composer (context, Jinja, CSS, text)")
@@ -295,7 +302,7 @@ def child_clvflow(project_dir: Path, out: Path, profile: Path | None, workers: i
     else:
         summary, worker_cpu = fan_out(project, campaign, workers, clock)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu0 + worker_cpu
-    if profiler is not None:
+    if profiler is not None and profile is not None:
         profiler.disable()
         profiler.dump_stats(profile)
     ledger = Ledger(project.ledger_url)
@@ -454,7 +461,11 @@ def report(ours: dict[str, Any], naive: dict[str, Any], args: argparse.Namespace
     for stage, seconds in sorted(ours["stages"].items(), key=lambda kv: -kv[1]):
         print(f"    {stage:<55} {seconds:7.2f} s  {seconds / ours['wall']:5.1%}  "
               f"{seconds / max(sent, 1) * 1e6:6.0f} µs/msg")  # fmt: skip
-    print(f"    {'(outside the timed stages)':<55} {ours['wall'] - total:7.2f} s")
+    if total <= ours["wall"]:
+        print(f"    {'(outside the timed stages)':<55} {ours['wall'] - total:7.2f} s")
+    else:  # the stages of two threads overlap
+        print(f"    {'(overlap: sending ran while the next batch rendered)':<55} "
+              f"{total - ours['wall']:7.2f} s")  # fmt: skip
 
     n_naive = naive["sent"]
     loop = naive["wall"] - naive["evaluate"]
