@@ -19,7 +19,7 @@ from clvflow.campaigns.runner import CampaignRun
 from clvflow.ledger.store import Claim
 from clvflow.orchestration import events
 from clvflow.orchestration.artifacts import Progress, publish
-from clvflow.orchestration.batches import send_batches
+from clvflow.orchestration.batches import Opaque, send_batches
 from clvflow.planning.plan import Plan
 from clvflow.project.layout import Project
 
@@ -46,19 +46,19 @@ def run_name() -> str:
 
 
 @task(name="evaluate and plan", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def plan_task(run: CampaignRun) -> Plan:
+def plan_task(run: CampaignRun) -> Opaque[Plan]:
     run.evaluate()
-    return run.plan()
+    return Opaque(run.plan())
 
 
 @task(name="claim", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def claim_task(run: CampaignRun, plan: Plan) -> list[Claim]:
-    return run.claim(plan)
+def claim_task(run: CampaignRun, plan: Opaque[Plan]) -> Opaque[list[Claim]]:
+    return Opaque(run.claim(plan.value))
 
 
 @task(name="render samples", cache_policy=NO_CACHE)
-def sample_task(run: CampaignRun, claims: list[Claim]) -> dict[str, str]:
-    return run.write_samples(claims)
+def sample_task(run: CampaignRun, claims: Opaque[list[Claim]]) -> dict[str, str]:
+    return run.write_samples(claims.value)
 
 
 @flow(name="campaign", flow_run_name=run_name, log_prints=False)
@@ -76,11 +76,12 @@ def campaign_flow(
     with CampaignRun(loaded, target, as_of=as_of, dry_run=dry_run) as run:
         events.campaign_started(campaign, run.summary.occurrence, dry_run)
         plan = plan_task(run)
-        claims = claim_task(run, plan)
+        claimed = claim_task(run, plan)
+        claims = claimed.value
         progress = Progress(campaign)
         try:
             if claims:
-                sample_task(run, claims)
+                sample_task(run, claimed)
             send_batches(run, run.batches(claims), progress)
         except BaseException:
             run.release_unsent(claims)
