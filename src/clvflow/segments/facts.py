@@ -148,10 +148,6 @@ class Needs:
             self.orders[key] = OrdersFact(len(self.orders) + 1, self.prefix, where, window, items)
         return self.orders[key]
 
-    def internal_columns(self) -> list[str]:
-        """The orders-test columns (not attributes anyone should see)."""
-        return [c for fact in self.orders.values() for c in fact.columns()]
-
 
 def facts_sql(needs: Needs, *, full: bool = False, item_tests: bool = True) -> str:
     """The CTEs defining ``customer_facts`` for ``needs`` (``full``: every attribute;
