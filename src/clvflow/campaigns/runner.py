@@ -15,12 +15,13 @@ import math
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 
 from clvflow.campaigns.catalog import Campaign
+from clvflow.campaigns.overlap import send_overlapped
 from clvflow.campaigns.summary import BatchResult, RunSummary
 from clvflow.campaigns.variants import assign_variants
 from clvflow.campaigns.window import outside_window
@@ -39,9 +40,19 @@ from clvflow.rendering.templates import TemplateLibrary
 from clvflow.segments.catalog import SegmentCatalog, compile_segment
 from clvflow.segments.members import customer_rows, member_frame, records
 
-__all__ = ["BatchResult", "CampaignRun", "RunSummary", "run_campaign"]
+__all__ = ["BatchResult", "CampaignRun", "PreparedBatch", "RunSummary", "run_campaign"]
 
 WAITING = "outside_send_window"
+
+
+class PreparedBatch(NamedTuple):
+    """A rendered batch, not yet handed over: messages, render failures, (locale, variant)
+    per message, and what an earlier attempt of the batch already recorded."""
+
+    messages: list[OutgoingMessage]
+    failures: list[Outcome]
+    tags: dict[int, tuple[str, str]]
+    earlier: BatchResult
 
 
 def local_now(timezone: str) -> dt.datetime:
@@ -275,12 +286,23 @@ class CampaignRun:
         If the backend refuses the whole run (bad key), what was sent is recorded, the
         messages never handed over are released, and the error propagates.
         """
+        return self.deliver_batch(self.prepare_batch(batch))
+
+    def prepare_batch(self, batch: Sequence[Claim]) -> PreparedBatch:
+        """The first half of :meth:`send_batch`: the batch's rows still to send, rendered.
+        Nothing is handed over yet (the rows stay ``claimed``)."""
         assert self.data is not None and self.ledger is not None
         earlier = BatchResult()
         if not self.dry_run:
             batch, earlier = self._handed_over_before(batch)
         self._load_batch(batch)
         messages, failures, tags = self.render_batch(batch)
+        return PreparedBatch(messages, failures, tags, earlier)
+
+    def deliver_batch(self, prepared: PreparedBatch) -> BatchResult:
+        """The second half: mark ``sending``, hand over, record every outcome."""
+        assert self.ledger is not None
+        messages, failures, tags, earlier = prepared
         results: list[SendResult] = []
         if not self.dry_run and messages:
             self.ledger.mark_sending([m.message_id for m in messages])
@@ -512,15 +534,37 @@ def run_campaign(
     progress: Callable[[int, int], None] | None = None,
 ) -> RunSummary:
     """Run a campaign without Prefect (the flow wraps the same stages in tasks)."""
+    owned = None
+    if sender is None and not dry_run and project.config.delivery.backend == "sendgrid":
+        # the sender in its own process: batch k is sent while batch k + 1 renders
+        sender = owned = open_sender(project, own_process=True)
+    try:
+        return _run(project, campaign, as_of, dry_run, sender, progress)
+    finally:
+        if owned is not None:
+            owned.close()  # also when the run could not even start
+
+
+def _run(
+    project: Project,
+    campaign: Campaign,
+    as_of: dt.datetime | None,
+    dry_run: bool,
+    sender: Sender | None,
+    progress: Callable[[int, int], None] | None,
+) -> RunSummary:
     with CampaignRun(project, campaign, as_of=as_of, dry_run=dry_run, sender=sender) as run:
         plan = run.plan()
         claims = run.claim(plan)
         batches = run.batches(claims)
         try:
-            for index, batch in enumerate(batches, start=1):
-                run.send_batch(batch)
-                if progress is not None:
-                    progress(index, len(batches))
+            if getattr(run.sender, "waits_off_the_gil", False) and not dry_run:
+                send_overlapped(run, batches, progress)
+            else:
+                for index, batch in enumerate(batches, start=1):
+                    run.send_batch(batch)
+                    if progress is not None:
+                        progress(index, len(batches))
         except BaseException:
             run.release_unsent(claims)
             run.finish("failed")

@@ -6,7 +6,7 @@ import os
 
 from clvflow.delivery.base import Sender
 from clvflow.delivery.outbox import OutboxSender
-from clvflow.delivery.sendgrid import SendGridSender
+from clvflow.delivery.process import SenderProcess, SendGridSettings
 from clvflow.errors import DeliveryError
 from clvflow.project.layout import Project
 
@@ -32,15 +32,18 @@ def sendgrid_api_key(block: str) -> str:
     )
 
 
-def open_sender(project: Project) -> Sender:
+def open_sender(project: Project, *, own_process: bool = False) -> Sender:
+    """The configured backend. ``own_process``: the SendGrid sender runs in a child process
+    (:mod:`clvflow.delivery.process`), so a caller can render while a batch is sent."""
     delivery = project.config.delivery
     if delivery.backend == "outbox":
         return OutboxSender(project.outbox_dir)
     sg = delivery.sendgrid
-    return SendGridSender(
-        sendgrid_api_key(sg.secret_block),
-        sg.api_host,
+    settings = SendGridSettings(
+        api_key=sendgrid_api_key(sg.secret_block),
+        api_host=sg.api_host,
         timeout=sg.timeout_seconds,
         sandbox=sg.sandbox,
         concurrency=sg.concurrency,
     )
+    return SenderProcess(settings) if own_process else settings.open()
