@@ -106,3 +106,7 @@ def test_the_sending_process_stops_when_its_parent_is_killed() -> None:
         else:
             os.kill(child, signal.SIGKILL)
             pytest.fail("the sending process outlived its parent")
+
+
+def test_the_key_is_not_in_the_settings_repr() -> None:
+    assert KEY not in repr(settings("http://127.0.0.1:9"))

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,7 @@ class SendGridSettings:
     """What the child needs to open a :class:`~clvflow.delivery.sendgrid.SendGridSender`
     (the key travels over the pipe, never through the environment or a command line)."""
 
-    api_key: str
+    api_key: str = field(repr=False)  # never in a log line or a traceback
     api_host: str
     timeout: float
     sandbox: bool
