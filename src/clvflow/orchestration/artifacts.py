@@ -3,6 +3,7 @@ links to rendered samples, and a progress bar updated while sending."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from uuid import UUID
 
@@ -23,9 +24,11 @@ def artifact_key(campaign: str) -> str:
 
 
 class Progress:
-    """The progress artifact of one run (0-100 %)."""
+    """The progress artifact of one run (0-100 %), updated while sending: after a batch
+    once the bar has moved by ``step`` percent or ``every`` seconds have passed, and at the
+    end (each update is a round trip to the Prefect API, so not after every batch)."""
 
-    def __init__(self, campaign: str) -> None:
+    def __init__(self, campaign: str, step: float = 5.0, every: float = 10.0) -> None:
         made = create_progress_artifact(
             progress=0.0,
             key=f"{artifact_key(campaign)}-progress",
@@ -33,9 +36,17 @@ class Progress:
         )
         assert isinstance(made, UUID)  # synchronous flow: not a coroutine
         self.id = made
+        self.step = step
+        self.every = every
+        self.shown = 0.0
+        self.at = time.monotonic()
 
     def __call__(self, done: int, total: int) -> None:
-        update_progress_artifact(self.id, progress=100.0 * done / total if total else 100.0)
+        value = 100.0 * done / total if total else 100.0
+        now = time.monotonic()
+        if value >= 100.0 or value - self.shown >= self.step or now - self.at >= self.every:
+            update_progress_artifact(self.id, progress=value)
+            self.shown, self.at = value, now
 
 
 def publish(summary: RunSummary) -> None:
