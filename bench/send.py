@@ -7,7 +7,8 @@ request against SendGrid's schema and counts what it accepted per recipient):
 - clvflow: ``run_campaign`` with the ``sendgrid`` backend, the real path: evaluate the
   segment, plan (suppressions, consent, address validation, ledger, frequency cap), claim in
   the SQLite ledger, then per batch render (the shipped ``win_back`` template, with a unique
-  promo code and recommendations), mark sending, send, record every outcome;
+  promo code and recommendations), mark sending, send, record every outcome (the sender
+  in its own process, batch k + 1 rendering while batch k is sent);
 - a naive loop: the same segment members rendered by the same composer, then one
   ``SendGridAPIClient.send`` per message (the official client, a new connection per call),
   sequential, with no ledger at all (so it does less work than clvflow).
