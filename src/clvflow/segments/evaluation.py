@@ -10,9 +10,10 @@ files (DuckDB) that relation is built once into a temporary table, in two steps:
    products — only for the customers whose membership they can change: each predicate is
    evaluated with those tests as NULL, and where it is TRUE or FALSE regardless (SQL's
    three-valued logic), their value cannot matter. For "wedding soon and no invitations
-   bought", that is the customers with a wedding soon.
+   bought", that is the customers with a wedding soon. These rows go to a small table of
+   their own, joined in only for the segments that use them.
 
-Each segment is then its predicate over that table; the members are exactly those of
+Each segment is then its predicate over those tables; the members are exactly those of
 ``member_ids(data, compile_segment(...))``.
 
 With a database (PostgreSQL), nothing is written there: each segment runs as its own
@@ -49,14 +50,15 @@ class SharedFacts:
             name: compile_segment(catalog, name, data, as_of, self.needs) for name in names
         }
         # each predicate with its orders: tests on items unknown, where that changes it
-        self.undecided: list[str] = []
+        self.undecided: dict[str, str] = {}
         for name in names:
             masked = compile_segment(
                 catalog, name, data, as_of, self.needs, unknown_item_tests=True
             ).predicate
             if masked != self.compiled[name].predicate:
-                self.undecided.append(masked)
-        self.table: str | None = None
+                self.undecided[name] = masked
+        self.table: str | None = None  # every customer, without the item-level tests
+        self.item_table: str | None = None  # the item-level tests, for the candidates
 
     def __enter__(self) -> SharedFacts:
         return self
@@ -74,41 +76,46 @@ class SharedFacts:
         con = self.data.con
         if con is None or self.table is not None:
             return
-        base = self._temp("customer_facts")
+        table = self._temp("customer_facts")
         con.execute(
-            f"CREATE TEMP TABLE {base} AS "
+            f"CREATE TEMP TABLE {table} AS "
             f"{self.data.with_clause(facts_sql(self.needs, item_tests=False))}"
             "SELECT * FROM customer_facts"
         )
+        self.table = table
         if not item_facts(self.needs):
-            self.table = base
             return
         candidates = self._temp("candidates")
-        undecided = " OR ".join(f"({p}) IS NULL" for p in self.undecided) or "FALSE"
+        undecided = " OR ".join(f"({p}) IS NULL" for p in self.undecided.values()) or "FALSE"
         con.execute(
-            f"CREATE TEMP TABLE {candidates} AS {self._over(base)}"
+            f"CREATE TEMP TABLE {candidates} AS {self._over(name=None)}"
             f"SELECT cf.customer_id FROM customer_facts AS cf WHERE {undecided}"
         )
-        table = self._temp("customer_facts")
+        # a small table (the candidates' rows), joined only where a predicate needs it
+        items = self._temp("item_facts")
         ctes = item_facts_sql(self.needs, f"SELECT customer_id FROM {candidates}")
-        columns = ",\n  ".join(["cf.*", *item_fact_columns(self.needs, "it")])
         con.execute(
-            f"CREATE TEMP TABLE {table} AS {self.data.with_clause(*ctes)}"
-            f"SELECT {columns}\nFROM {base} AS cf\n"
-            "LEFT JOIN item_facts AS it ON it.customer_id = cf.customer_id"
+            f"CREATE TEMP TABLE {items} AS {self.data.with_clause(*ctes)}SELECT * FROM item_facts"
         )
         con.execute(f"DROP TABLE {candidates}")
-        con.execute(f"DROP TABLE {base}")
-        self.table = table
+        self.item_table = items
 
     @staticmethod
     def _temp(kind: str) -> str:
         return quote_ident(f"clvflow_{kind}_{next(_TABLES)}")
 
-    @staticmethod
-    def _over(table: str) -> str:
-        """``customer_facts`` as the name of ``table`` (predicates refer to it by name)."""
-        return f"WITH customer_facts AS NOT MATERIALIZED (SELECT * FROM {table})\n"
+    def _over(self, name: str | None) -> str:
+        """``customer_facts`` over the facts tables, as segment ``name`` reads it
+        (predicates refer to it by that name)."""
+        if name in self.undecided and self.item_table is not None:
+            columns = ", ".join(["cf.*", *item_fact_columns(self.needs, "it")])
+            facts = (
+                f"SELECT {columns} FROM {self.table} AS cf "
+                f"LEFT JOIN {self.item_table} AS it ON it.customer_id = cf.customer_id"
+            )
+        else:
+            facts = f"SELECT * FROM {self.table}"
+        return f"WITH customer_facts AS NOT MATERIALIZED ({facts})\n"
 
     def member_ids(self, name: str) -> list[str]:
         """Member ids of segment ``name``, sorted."""
@@ -116,17 +123,17 @@ class SharedFacts:
         if self.data.con is None:
             return member_ids(self.data, compiled)
         self.build()
-        assert self.table is not None
         sql = (
-            f"{self._over(self.table)}SELECT cf.customer_id\nFROM customer_facts AS cf\n"
+            f"{self._over(name)}SELECT cf.customer_id\nFROM customer_facts AS cf\n"
             f"WHERE {compiled.predicate}\nORDER BY cf.customer_id"
         )
         return [str(v) for v in self.data.first_column(sql)]
 
     def close(self) -> None:
-        if self.table is not None and self.data.con is not None:
-            self.data.con.execute(f"DROP TABLE IF EXISTS {self.table}")
-        self.table = None
+        for table in (self.table, self.item_table):
+            if table is not None and self.data.con is not None:
+                self.data.con.execute(f"DROP TABLE IF EXISTS {table}")
+        self.table = self.item_table = None
 
 
 def evaluate_segments(
