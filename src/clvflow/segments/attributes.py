@@ -17,18 +17,18 @@ exist yet) and only orders of customers in the customers data:
 - ``rfm_segment``: the first of these rules that fits the recency score R and the frequency
   score F (missing without orders):
 
-  ======================  ==============  ==========================================
-  segment                 rule            meaning
-  ======================  ==============  ==========================================
-  ``champions``           R ≥ 4, F ≥ 4    bought recently and often
-  ``loyal``               R ≥ 3, F ≥ 3    regular buyers, fairly recent
-  ``new``                 R ≥ 4, F = 1    first order recently
-  ``potential_loyalists`` R ≥ 3, F ≤ 2    recent, a few orders
-  ``cant_lose``           R ≤ 2, F ≥ 4    used to buy often, gone quiet
-  ``at_risk``             R ≤ 2, F = 3    bought regularly, gone quiet
-  ``hibernating``         R = 2, F ≤ 2    few orders, a while ago
-  ``lost``                R = 1, F ≤ 2    few orders, long ago
-  ======================  ==============  ==========================================
+  =======================  ============  =============================
+  segment                  rule          meaning
+  =======================  ============  =============================
+  ``champions``            R ≥ 4, F ≥ 4  bought recently and often
+  ``loyal``                R ≥ 3, F ≥ 3  regular buyers, fairly recent
+  ``new``                  R ≥ 4, F = 1  first order recently
+  ``potential_loyalists``  R ≥ 3, F ≤ 2  recent, a few orders
+  ``cant_lose``            R ≤ 2, F ≥ 4  used to buy often, gone quiet
+  ``at_risk``              R ≤ 2, F = 3  bought regularly, gone quiet
+  ``hibernating``          R = 2, F ≤ 2  few orders, a while ago
+  ``lost``                 R = 1, F ≤ 2  few orders, long ago
+  =======================  ============  =============================
 
 - ``historical_clv``: the customer's historical lifetime value, average order value ×
   purchase frequency × customer lifespan. With lifespan = the time from the first order to
