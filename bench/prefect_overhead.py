@@ -326,9 +326,12 @@ def main() -> None:
 def report(results: dict[str, list[dict[str, Any]]]) -> None:
     plain = min(results["plain"], key=lambda r: r["wall_s"])
     flow = min(results["prefect"], key=lambda r: r["wall_s"])
+    print("every run (wall s / CPU of the campaign's process s / CPU of the Prefect server s):")
     for role, runs in results.items():
-        walls = ", ".join(f"{r['wall_s']:.1f}" for r in runs)
-        print(f"{role}: wall times {walls} s (best is used)")
+        each = ", ".join(
+            f"{r['wall_s']:.1f} / {r['cpu_s']:.1f} / {r['server_cpu_s']:.1f}" for r in runs
+        )
+        print(f"  {role}: {each}   (the best wall time is used below)")
     assert plain["sent"] == flow["sent"], (plain, flow)
     share = (flow["wall_s"] - plain["wall_s"]) / flow["wall_s"]
     load_end = os.getloadavg()
