@@ -142,11 +142,14 @@ def test_ab_flow_run_publishes_counts_per_variant_sample_progress_and_events(
     # the tiny shop: C1 en, C2 hu, C4 hu, C5 without a locale (the shop's default, en)
     assert rows["locale en: sent"] == 2 and rows["locale hu: sent"] == 2
     assert by_type["progress"].data == 100.0
-    markdown = by_type["markdown"].data
+    # link artifacts are markdown too: the summary is the one keyed '<campaign>-summary'
+    markdown = next(a for a in artifacts if a.key == "ab-summary").data
+    sample_links = [a for a in artifacts if (a.key or "").startswith("ab-sample-")]
+    assert len(sample_links) == len(variants)
     links = [
         line.split("](")[1].split(")")[0] for line in markdown.splitlines() if "](file:" in line
     ]
-    assert len(links) == len(variants)
+    assert len(links) == len(variants), markdown
     for link in links:
         sample = Path(unquote(urlparse(link).path))
         assert sample.is_file() and "Unsubscribe" in sample.read_text()

@@ -16,12 +16,12 @@ from typing import Generic, TypeVar
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import wait
+from prefect.futures import PrefectFuture, wait
 from prefect.task_runners import ProcessPoolTaskRunner
 
 from clvflow.campaigns.catalog import Campaign
 from clvflow.campaigns.params import CampaignSpec
-from clvflow.campaigns.runner import BatchResult, CampaignRun
+from clvflow.campaigns.runner import BatchResult, CampaignRun, PreparedBatch
 from clvflow.ledger.store import Claim
 from clvflow.project.layout import Project
 
@@ -103,6 +103,51 @@ def send_local_task(
     return run.send_batch(batch.value)
 
 
+@task(
+    name="render batch",
+    cache_policy=NO_CACHE,
+    task_run_name="render {index}/{total}",
+    retries=2,
+    retry_delay_seconds=2,
+)
+def render_task(
+    run: CampaignRun, batch: Opaque[list[Claim]], index: int, total: int
+) -> Opaque[PreparedBatch]:
+    """Render a batch; nothing is handed over yet, so a retry is safe."""
+    return Opaque(run.prepare_batch(batch.value))
+
+
+@task(name="send batch", cache_policy=NO_CACHE, task_run_name="send {index}/{total}")
+def deliver_task(
+    run: CampaignRun, prepared: Opaque[PreparedBatch], index: int, total: int
+) -> BatchResult:
+    """Mark sending, send, record. No retries here: a retry would hand the same rendered
+    messages over again; the next run reports what this one left ``sending`` as unknown."""
+    return run.deliver_batch(prepared.value)
+
+
+def send_overlapped_tasks(
+    run: CampaignRun, batches: list[list[Claim]], progress: Callable[[int, int], None]
+) -> None:
+    """Render batch k + 1 (this thread) while batch k is sent (a task on the flow's thread
+    pool); the sender waits for its own process without holding the GIL."""
+    total = len(batches)
+    in_flight: PrefectFuture[BatchResult] | None = None
+    try:
+        for index, batch in enumerate(batches, start=1):
+            prepared = render_task(run, Opaque(batch), index, total)
+            if in_flight is not None:
+                in_flight.result()
+                progress(index - 1, total)
+            in_flight = deliver_task.submit(run, prepared, index, total)
+        if in_flight is not None:
+            in_flight.result()
+            progress(total, total)
+    finally:
+        if in_flight is not None:
+            in_flight.wait()  # the caller releases unsent rows: never while a batch is out
+
+
 def send_batches(
     run: CampaignRun,
     batches: list[list[Claim]],
@@ -112,6 +157,9 @@ def send_batches(
     workers = run.spec.workers
     total = len(batches)
     if workers <= 1 or run.dry_run or total <= 1:
+        if not run.dry_run and getattr(run.sender, "waits_off_the_gil", False):
+            send_overlapped_tasks(run, batches, progress)
+            return
         for index, batch in enumerate(batches, start=1):
             send_local_task(run, Opaque(batch), index, total)
             progress(index, total)

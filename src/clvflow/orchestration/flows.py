@@ -15,7 +15,8 @@ from prefect.runtime import flow_run
 
 from clvflow.campaigns.catalog import Campaign
 from clvflow.campaigns.params import CampaignSpec
-from clvflow.campaigns.runner import CampaignRun
+from clvflow.campaigns.runner import CampaignRun, RunSummary
+from clvflow.delivery.senders import open_sender
 from clvflow.ledger.store import Claim
 from clvflow.orchestration import events
 from clvflow.orchestration.artifacts import Progress, publish
@@ -73,24 +74,15 @@ def campaign_flow(
     logger = get_run_logger()
     loaded = Project.load(project)
     target = Campaign(name=campaign, spec=spec, entrypoint="", schedules=(), line=None)
-    with CampaignRun(loaded, target, as_of=as_of, dry_run=dry_run) as run:
-        events.campaign_started(campaign, run.summary.occurrence, dry_run)
-        plan = plan_task(run)
-        claimed = claim_task(run, plan)
-        claims = claimed.value
-        progress = Progress(campaign)
-        try:
-            if claims:
-                sample_task(run, claimed)
-            send_batches(run, run.batches(claims), progress)
-        except BaseException:
-            run.release_unsent(claims)
-            summary = run.finish("failed")
-            events.campaign_finished(summary, failed=True)
-            raise
-        if not claims:
-            progress(1, 1)
-        summary = run.finish()
+    sender = None
+    if not dry_run and spec.workers <= 1 and loaded.config.delivery.backend == "sendgrid":
+        # the sender in its own process: batch k is sent while batch k + 1 renders
+        sender = open_sender(loaded, own_process=True)
+    try:
+        summary = _run(CampaignRun(loaded, target, as_of=as_of, dry_run=dry_run, sender=sender))
+    finally:
+        if sender is not None:
+            sender.close()  # also when the run could not even start
     publish(summary)
     events.campaign_finished(summary)
     logger.info(
@@ -103,3 +95,24 @@ def campaign_flow(
         dict(summary.skipped),
     )
     return summary.as_dict()
+
+
+def _run(opened: CampaignRun) -> RunSummary:
+    with opened as run:
+        events.campaign_started(run.campaign.name, run.summary.occurrence, run.dry_run)
+        plan = plan_task(run)
+        claimed = claim_task(run, plan)
+        claims = claimed.value
+        progress = Progress(run.campaign.name)
+        try:
+            if claims:
+                sample_task(run, claimed)
+            send_batches(run, run.batches(claims), progress)
+        except BaseException:
+            run.release_unsent(claims)
+            summary = run.finish("failed")
+            events.campaign_finished(summary, failed=True)
+            raise
+        if not claims:
+            progress(1, 1)
+        return run.finish()
