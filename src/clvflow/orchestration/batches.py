@@ -11,12 +11,14 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture, wait
+from prefect.futures import wait
 from prefect.task_runners import ProcessPoolTaskRunner
 
 from clvflow.campaigns.catalog import Campaign
@@ -106,7 +108,7 @@ def send_local_task(
 @task(
     name="render batch",
     cache_policy=NO_CACHE,
-    task_run_name="render {index}/{total}",
+    task_run_name="batch {index}/{total}",
     retries=2,
     retry_delay_seconds=2,
 )
@@ -117,35 +119,30 @@ def render_task(
     return Opaque(run.prepare_batch(batch.value))
 
 
-@task(name="send batch", cache_policy=NO_CACHE, task_run_name="send {index}/{total}")
-def deliver_task(
-    run: CampaignRun, prepared: Opaque[PreparedBatch], index: int, total: int
-) -> BatchResult:
-    """Mark sending, send, record. No retries here: a retry would hand the same rendered
-    messages over again; the next run reports what this one left ``sending`` as unknown."""
-    return run.deliver_batch(prepared.value)
-
-
 def send_overlapped_tasks(
     run: CampaignRun, batches: list[list[Claim]], progress: Callable[[int, int], None]
 ) -> None:
-    """Render batch k + 1 (this thread) while batch k is sent (a task on the flow's thread
-    pool); the sender waits for its own process without holding the GIL."""
+    """Render batch k + 1 (a task, in this thread) while batch k is sent (a plain thread:
+    the sender waits for its own process without holding the GIL). Sending is no task of
+    its own: that would double the tasks, and the server's work per task is what Prefect
+    costs a campaign (bench/prefect_overhead.py); each batch's outcome still reaches the
+    counts and the progress bar."""
     total = len(batches)
-    in_flight: PrefectFuture[BatchResult] | None = None
-    try:
-        for index, batch in enumerate(batches, start=1):
-            prepared = render_task(run, Opaque(batch), index, total)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver") as lane:
+        in_flight: Future[BatchResult] | None = None
+        try:
+            for index, batch in enumerate(batches, start=1):
+                prepared = render_task(run, Opaque(batch), index, total)
+                if in_flight is not None:
+                    in_flight.result()
+                    progress(index - 1, total)
+                in_flight = lane.submit(run.deliver_batch, prepared.value)
             if in_flight is not None:
                 in_flight.result()
-                progress(index - 1, total)
-            in_flight = deliver_task.submit(run, prepared, index, total)
-        if in_flight is not None:
-            in_flight.result()
-            progress(total, total)
-    finally:
-        if in_flight is not None:
-            in_flight.wait()  # the caller releases unsent rows: never while a batch is out
+                progress(total, total)
+        finally:
+            if in_flight is not None:
+                futures_wait([in_flight])  # the caller releases unsent rows: never while one is out
 
 
 def send_batches(
