@@ -536,12 +536,19 @@ def report(
     for side in sides:
         walls = ", ".join(f"{r.wall:.2f}" for r in side.runs)
         cpus = ", ".join(f"{r.cpu:.2f}" for r in side.runs)
+        cores = ", ".join(f"{r.cpu / r.wall:.2f}" for r in side.runs)
         hwm = "" if side.peak_hwm is None else f", VmHWM {mb(side.peak_hwm)}"
         print(
             f"{side.side:>8}: peak RSS {mb(side.peak_rss)}{hwm} (after imports "
             f"{mb(side.import_rss)}, so {mb(side.peak_rss - side.import_rss)} for the work); "
-            f"imports {side.import_s:.2f} s; runs [{walls}] s wall, [{cpus}] s CPU"
+            f"imports {side.import_s:.2f} s; runs [{walls}] s wall, [{cpus}] s CPU, "
+            f"[{cores}] cores used (CPU / wall)"
         )
+    least_cpu = min(r.cpu for r in ours.runs)
+    print(
+        f"   clvflow with both cores free needs at least {least_cpu / 2:.2f} s wall "
+        f"(its least CPU / 2; a bound, not a measurement)"
+    )
     speedup = b.wall / a.wall
     print(f"   ratio: pandas / clvflow = {speedup:.2f}x (wall), {b.cpu / a.cpu:.2f}x (CPU)")
     if c is not None:
