@@ -6,9 +6,10 @@ Every example is one shop with several segments (s0, s1, ... which may refer to 
 plus every leaf test of those as a segment ``l<i>`` of its own), so that the cost of
 loading a shop into DuckDB is shared. Four families of conditions (customer columns,
 derived attributes, orders conditions, everything mixed with references) get their own
-test each. Every segment is evaluated both ways clvflow offers: alone
+test each. The generated segments are evaluated both ways clvflow offers: alone
 (``member_ids(compile_segment(...))``, one self-contained query) and together with the
-others (``SharedFacts``, one facts table for all). The oracle itself is checked against
+others (``SharedFacts``, one facts table for all); the leaves, together. The oracle itself
+is checked against
 hand-worked answers on tests/data/tiny_shop. Disagreements found earlier are pinned, with
 minimal shops and hand-worked answers, by the tests at the end.
 """
