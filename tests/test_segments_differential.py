@@ -9,9 +9,8 @@ derived attributes, orders conditions, everything mixed with references) get the
 test each. The generated segments are evaluated both ways clvflow offers: alone
 (``member_ids(compile_segment(...))``, one self-contained query) and together with the
 others (``SharedFacts``, one facts table for all); the leaves, together. The oracle itself
-is checked against
-hand-worked answers on tests/data/tiny_shop. Disagreements found earlier are pinned, with
-minimal shops and hand-worked answers, by the tests at the end.
+is checked against hand-worked answers on tests/data/tiny_shop. Disagreements found earlier
+are pinned, with minimal shops and hand-worked answers, by the tests at the end.
 """
 
 from __future__ import annotations
