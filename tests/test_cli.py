@@ -108,6 +108,18 @@ def test_segments_members_csv_and_json(
     assert json.loads(capsys.readouterr().out) == ["C1", "C2", "C4"]
 
 
+def test_as_of_with_an_offset_is_converted_to_shop_time(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """11:00 UTC is 12:00 in Budapest (UTC+1 in November): the query says 12:00."""
+    root = make_project(
+        {"segments/repeat.yaml": "description: r\nwhere:\n  orders_count: {at_least: 2}\n"}
+    )
+    args = ["segments", "sql", "repeat", "--project", str(root)]
+    assert main([*args, "--as-of", "2026-11-23T11:00:00+00:00"]) == 0
+    assert "TIMESTAMP '2026-11-23 12:00:00'" in capsys.readouterr().out
+
+
 def test_segments_sql_and_unknown_segment(
     make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -26,12 +26,11 @@ AsOfOption = Annotated[
 
 
 def resolve_as_of(project: Project, text: str | None) -> dt.datetime:
-    now = dt.datetime.now(ZoneInfo(project.config.shop.timezone)).replace(
-        tzinfo=None, microsecond=0
-    )
+    timezone = project.config.shop.timezone
+    now = dt.datetime.now(ZoneInfo(timezone)).replace(tzinfo=None, microsecond=0)
     if text is None:
         return now
     try:
-        return resolve_time(text, now)
+        return resolve_time(text, now, timezone)
     except TimeExpressionError as exc:
         raise typer.BadParameter(str(exc), param_hint="--as-of") from None
