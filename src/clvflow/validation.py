@@ -22,7 +22,8 @@ from clvflow.project.layout import Project
 from clvflow.rendering.composer import Composer
 from clvflow.rendering.templates import TemplateLibrary
 from clvflow.segments.catalog import SegmentCatalog, compile_segment
-from clvflow.segments.members import customer_rows, member_ids
+from clvflow.segments.evaluation import evaluate_segments
+from clvflow.segments.members import customer_rows
 
 SAMPLES_PER_LOCALE = 3
 
@@ -48,12 +49,18 @@ def validate_project(project: Project, as_of: dt.datetime) -> ValidationReport:
     except ClvflowError as exc:
         report.errors.append(exc)
         return report
-    members: dict[str, list[str]] = {}
-    for name in catalog.names():
+    valid: list[str] = []
+    for name in catalog.names():  # compiling names each segment's own errors
         try:
-            members[name] = member_ids(data, compile_segment(catalog, name, data, as_of))
+            compile_segment(catalog, name, data, as_of)
+            valid.append(name)
         except ClvflowError as exc:
             report.errors.append(exc)
+    members: dict[str, list[str]] = {}
+    try:
+        members = evaluate_segments(catalog, valid, data, as_of)
+    except ClvflowError as exc:
+        report.errors.append(exc)
     report.notes.append(f"segments: {len(members)} of {len(catalog.names())} compile")
     library = TemplateLibrary(project.templates_dir, project.config.shop.default_locale)
     _compile_templates(report, library, project)

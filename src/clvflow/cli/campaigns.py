@@ -9,7 +9,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from clvflow.campaigns.catalog import find_campaign, load_campaigns
 from clvflow.cli.options import AsOfOption, ProjectOption, resolve_as_of
 from clvflow.project.layout import Project
 
@@ -44,6 +43,7 @@ def run(
     as_of: AsOfOption = None,
 ) -> int:
     """Run CAMPAIGN now, as a Prefect flow run."""
+    from clvflow.campaigns.catalog import find_campaign, load_campaigns
     from clvflow.orchestration.local import flow_session, quiet_prefect, run_flow
 
     loaded = Project.load(project)

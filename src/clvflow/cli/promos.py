@@ -10,8 +10,6 @@ from typing import Annotated
 import typer
 
 from clvflow.cli.options import AsOfOption, ProjectOption, resolve_as_of
-from clvflow.ledger.store import Ledger
-from clvflow.personalization.promo import redeem as redeem_code
 from clvflow.project.layout import Project
 
 app = typer.Typer(help="Promo codes issued by campaigns.")
@@ -41,6 +39,8 @@ def export(
     project: ProjectOption = Path("."),
 ) -> None:
     """Every issued code with its discount, minimum order and expiry, as CSV."""
+    from clvflow.ledger.store import Ledger
+
     loaded = Project.load(project)
     ledger = Ledger(loaded.ledger_url)
     try:
@@ -68,6 +68,9 @@ def redeem(
     as_of: AsOfOption = None,
 ) -> None:
     """Use a code for an order: once only, before it expires, above its minimum order."""
+    from clvflow.ledger.store import Ledger
+    from clvflow.personalization.promo import redeem as redeem_code
+
     loaded = Project.load(project)
     when = resolve_as_of(loaded, as_of)
     ledger = Ledger(loaded.ledger_url)

@@ -11,11 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clvflow.cli.options import AsOfOption, ProjectOption, resolve_as_of
-from clvflow.data.sources import open_shop_data
 from clvflow.project.layout import Project
-from clvflow.segments.catalog import SegmentCatalog, compile_segment
-from clvflow.segments.evaluation import evaluate_segments
-from clvflow.segments.members import member_ids
 
 app = typer.Typer(help="Inspect segments: who is in them and the SQL they compile to.")
 out = Console(soft_wrap=True)
@@ -26,6 +22,10 @@ NameArg = Annotated[str, typer.Argument(help="Segment name (file stem in segment
 @app.command("list")
 def list_segments(project: ProjectOption = Path("."), as_of: AsOfOption = None) -> None:
     """Every segment with its description and member count."""
+    from clvflow.data.sources import open_shop_data
+    from clvflow.segments.catalog import SegmentCatalog
+    from clvflow.segments.evaluation import evaluate_segments
+
     loaded = Project.load(project)
     when = resolve_as_of(loaded, as_of)
     catalog = SegmentCatalog.load(loaded.segments_dir)
@@ -45,6 +45,10 @@ def list_segments(project: ProjectOption = Path("."), as_of: AsOfOption = None) 
 @app.command("show")
 def show(name: NameArg, project: ProjectOption = Path("."), as_of: AsOfOption = None) -> None:
     """Count, as-of time and a sample of members."""
+    from clvflow.data.sources import open_shop_data
+    from clvflow.segments.catalog import SegmentCatalog, compile_segment
+    from clvflow.segments.members import member_ids
+
     loaded = Project.load(project)
     when = resolve_as_of(loaded, as_of)
     catalog = SegmentCatalog.load(loaded.segments_dir)
@@ -67,6 +71,10 @@ def members(
     fmt: Annotated[str, typer.Option("--format", help="csv (one id per line) or json.")] = "csv",
 ) -> None:
     """Member customer ids in a stable order."""
+    from clvflow.data.sources import open_shop_data
+    from clvflow.segments.catalog import SegmentCatalog, compile_segment
+    from clvflow.segments.members import member_ids
+
     if fmt not in ("csv", "json"):
         raise typer.BadParameter("use csv or json", param_hint="--format")
     loaded = Project.load(project)
@@ -85,6 +93,9 @@ def members(
 @app.command("sql")
 def sql(name: NameArg, project: ProjectOption = Path("."), as_of: AsOfOption = None) -> None:
     """The compiled SQL query (DuckDB dialect), with times resolved for --as-of."""
+    from clvflow.data.sources import open_shop_data
+    from clvflow.segments.catalog import SegmentCatalog, compile_segment
+
     loaded = Project.load(project)
     when = resolve_as_of(loaded, as_of)
     catalog = SegmentCatalog.load(loaded.segments_dir)

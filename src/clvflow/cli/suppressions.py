@@ -7,9 +7,6 @@ from pathlib import Path
 import typer
 
 from clvflow.cli.options import ProjectOption
-from clvflow.delivery.senders import sendgrid_api_key
-from clvflow.delivery.suppressions import sync_suppressions
-from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project
 
 app = typer.Typer(help="Addresses that must not get marketing email.")
@@ -18,6 +15,10 @@ app = typer.Typer(help="Addresses that must not get marketing email.")
 @app.command("sync")
 def sync(project: ProjectOption = Path(".")) -> None:
     """Copy SendGrid's unsubscribes, bounces and spam reports into the ledger."""
+    from clvflow.delivery.senders import sendgrid_api_key
+    from clvflow.delivery.suppressions import sync_suppressions
+    from clvflow.ledger.store import Ledger
+
     loaded = Project.load(project)
     sg = loaded.config.delivery.sendgrid
     ledger = Ledger(loaded.ledger_url)

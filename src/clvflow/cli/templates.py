@@ -10,14 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from clvflow.cli.options import AsOfOption, ProjectOption, resolve_as_of
-from clvflow.compliance.secret import signing_key
-from clvflow.data.sources import open_shop_data
 from clvflow.errors import ClvflowError
 from clvflow.project.layout import Project
-from clvflow.rendering.composer import Composer
-from clvflow.rendering.templates import TemplateLibrary
-from clvflow.segments.members import customer_rows
-from clvflow.validation import validate_project
 
 out = Console(soft_wrap=True)
 
@@ -25,6 +19,8 @@ out = Console(soft_wrap=True)
 def validate(project: ProjectOption = Path("."), as_of: AsOfOption = None) -> int:
     """Check clvflow.yaml, prefect.yaml, every segment and every template (rendered for
     sample customers of each locale) before anything is sent."""
+    from clvflow.validation import validate_project
+
     loaded = Project.load(project)
     report = validate_project(loaded, resolve_as_of(loaded, as_of))
     for line in report.notes:
@@ -51,6 +47,12 @@ def preview(
     as_of: AsOfOption = None,
 ) -> int:
     """Render TEMPLATE for one customer; write the HTML and text parts and print the subject."""
+    from clvflow.compliance.secret import signing_key
+    from clvflow.data.sources import open_shop_data
+    from clvflow.rendering.composer import Composer
+    from clvflow.rendering.templates import TemplateLibrary
+    from clvflow.segments.members import customer_rows
+
     loaded = Project.load(project)
     when = resolve_as_of(loaded, as_of)
     data = open_shop_data(loaded)
