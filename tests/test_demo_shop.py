@@ -320,6 +320,19 @@ def test_parquet_holds_the_same_rows_as_csv(
         pd.testing.assert_frame_equal(_as_text(frame), expected, check_dtype=False, obj=name)
 
 
+def test_parquet_row_groups_let_readers_scan_in_parallel(tmp_path: Path) -> None:
+    """A table larger than one row group is split: one reader thread per group."""
+    import pyarrow.parquet as pq
+
+    from clvflow.demo.shop import ROW_GROUP
+
+    size = ShopSize(customers=20_000, orders=80_000)
+    files = generate_shop(tmp_path, reference=REFERENCE, size=size, fmt="parquet")
+    meta = pq.ParquetFile(files.order_items).metadata
+    assert meta.num_rows > ROW_GROUP
+    assert meta.num_row_groups == -(-meta.num_rows // ROW_GROUP)
+
+
 # --- behaviour at the default size --------------------------------------------------------------
 
 
