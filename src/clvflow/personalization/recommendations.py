@@ -2,11 +2,11 @@
 excluding what they already have; best sellers fill the rest.
 
 Co-purchase counts and best sellers are computed once per run (one query each, inside the
-data engine). On files (DuckDB) each customer's top co-purchases not owned yet are scored
-once per run for everyone, in one set-based query, into a temporary table, and a batch
-reads its rows with its ids as a parameter. On a database, one query per batch fetches
-what the batch's customers own and the scoring is a vectorized pandas join. Neither loops
-over customers to score.
+data engine). On files (DuckDB) every buyer's recommendations (top co-purchases not owned
+yet, then best sellers) are chosen once per run for everyone, in one set-based query, into
+a temporary table, and a batch reads its rows with one query taking its ids as a
+parameter. On a database, one query per batch fetches what the batch's customers own and
+the scoring is a vectorized pandas join. Neither loops over customers to score.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class Recommender:
         self.limit = limit
         self.as_of = as_of
         self.enabled = data.has("order_items") and data.has("products")
-        self._tables: tuple[str, str] | None = None
+        self._table: str | None = None
         if self.enabled:
             self._prepare()
 
@@ -69,14 +69,20 @@ class Recommender:
                 f"{data.with_clause()}SELECT product_id, name, category, price, {url} FROM products"
             )
         }
+        # A customer who owns nothing gets the best sellers (as ``_fill`` gives them).
+        self._fallback = [self.products[p] for p in self.best[: self.limit] if p in self.products]
 
-    def _prepare_tables(self) -> tuple[str, str]:
-        """Temporary tables (DuckDB), once per run: what each customer owns, and every
-        customer's top co-purchases not owned yet (``rank`` 1..limit)."""
+    def _prepare_table(self) -> str:
+        """A temporary table (DuckDB), once per run: every buyer's recommendations in
+        order — top co-purchases not owned yet, then the best sellers not owned nor
+        chosen yet — as (customer, product, position, scored). The same choice as
+        ``_fill``; customers without items get the best sellers (``_fallback``)."""
         con = self.data.con
         assert con is not None
         suffix = uuid.uuid4().hex[:12]
-        pairs, owned, top = (f"clvflow_{t}_{suffix}" for t in ("pairs", "owned", "top"))
+        pairs, owned, best, recs = (
+            f"clvflow_{t}_{suffix}" for t in ("pairs", "owned", "best", "recs")
+        )
         con.register(f"{pairs}_frame", self.pairs)
         con.execute(
             f"CREATE TEMP TABLE {pairs} AS SELECT CAST(src AS VARCHAR) AS src, "
@@ -88,8 +94,13 @@ class Recommender:
                 FROM orders AS o JOIN order_items AS i ON i.order_id = o.order_id
                 WHERE o.placed_at <= {sql_timestamp(self.as_of)}"""
         )
+        con.execute(f"CREATE TEMP TABLE {best} (product_id VARCHAR, pos INTEGER)")
+        if self.best:
+            con.executemany(
+                f"INSERT INTO {best} VALUES (?, ?)", [(p, i) for i, p in enumerate(self.best)]
+            )
         con.execute(
-            f"""CREATE TEMP TABLE {top} AS
+            f"""CREATE TEMP TABLE {recs} AS
                 WITH scored AS (
                   SELECT m.customer_id, p.dst AS product_id, SUM(p.together) AS together
                   FROM {owned} AS m JOIN {pairs} AS p ON p.src = m.product_id
@@ -98,30 +109,59 @@ class Recommender:
                 fresh AS (
                   SELECT s.* FROM scored AS s ANTI JOIN {owned} AS m
                     ON m.customer_id = s.customer_id AND m.product_id = s.product_id
+                ),
+                ranked AS (
+                  SELECT customer_id, product_id, ROW_NUMBER() OVER (
+                    PARTITION BY customer_id ORDER BY together DESC, product_id) AS position
+                  FROM fresh QUALIFY position <= {self.limit}
+                ),
+                chosen AS (SELECT customer_id, COUNT(*) AS n FROM ranked GROUP BY customer_id),
+                buyers AS (SELECT DISTINCT customer_id FROM {owned}),
+                candidates AS (
+                  SELECT b.customer_id, t.product_id, t.pos FROM buyers AS b CROSS JOIN {best} AS t
+                ),
+                free AS (
+                  SELECT c.* FROM candidates AS c
+                  ANTI JOIN {owned} AS m
+                    ON m.customer_id = c.customer_id AND m.product_id = c.product_id
+                  ANTI JOIN ranked AS r
+                    ON r.customer_id = c.customer_id AND r.product_id = c.product_id
+                ),
+                fill AS (
+                  SELECT f.customer_id, f.product_id, COALESCE(n.n, 0) + ROW_NUMBER() OVER (
+                    PARTITION BY f.customer_id ORDER BY f.pos) AS position
+                  FROM free AS f LEFT JOIN chosen AS n ON n.customer_id = f.customer_id
                 )
-                SELECT customer_id, product_id, ROW_NUMBER() OVER (
-                  PARTITION BY customer_id ORDER BY together DESC, product_id) AS rank
-                FROM fresh QUALIFY rank <= {self.limit}"""
+                SELECT customer_id, product_id, position, TRUE AS scored FROM ranked
+                UNION ALL
+                SELECT customer_id, product_id, position, FALSE FROM fill
+                WHERE position <= {self.limit}"""
         )
-        return top, owned
+        for table in (pairs, owned, best):
+            con.execute(f"DROP TABLE {table}")
+        return recs
 
-    def _scored_in_engine(
-        self, customer_ids: Sequence[str]
-    ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-        """(customer, product) top co-purchases per customer, and (customer, product) owned."""
+    def _in_engine(self, customer_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """One query per batch against the table of ``_prepare_table``."""
         con = self.data.con
         assert con is not None
-        if self._tables is None:
-            self._tables = self._prepare_tables()
-        top, owned = self._tables
-        ids = [list(customer_ids)]
-        batch = "customer_id IN (SELECT unnest($1::VARCHAR[]))"
-        ranked = con.execute(
-            f"SELECT customer_id, product_id FROM {top} WHERE {batch} ORDER BY customer_id, rank",
-            ids,
+        if self._table is None:
+            self._table = self._prepare_table()
+        rows = con.execute(
+            f"SELECT customer_id, product_id, scored FROM {self._table} "
+            "WHERE customer_id IN (SELECT unnest($1::VARCHAR[])) ORDER BY customer_id, position",
+            [list(customer_ids)],
         ).fetchall()
-        mine = con.execute(f"SELECT customer_id, product_id FROM {owned} WHERE {batch}", ids)
-        return ranked, mine.fetchall()
+        products = self.products
+        found: dict[str, list[dict[str, Any]]] = {}
+        for cid, pid, scored in rows:
+            chosen = found.get(cid)
+            if chosen is None:
+                chosen = found[cid] = []
+            if scored or pid in products:
+                chosen.append(products[pid])
+        fallback = self._fallback
+        return {c: found[c] if c in found else list(fallback) for c in customer_ids}
 
     def for_customers(self, customer_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """customer_id → up to ``limit`` products ``{product_id, name, category, price, url}``."""
@@ -129,8 +169,7 @@ class Recommender:
         if not self.enabled or not customer_ids:
             return out
         if self.data.con is not None:
-            ranked, owned_rows = self._scored_in_engine(customer_ids)
-            return self._fill(out, ranked, owned_rows)
+            return self._in_engine(customer_ids)
         data = self.data
         owned = data.frame(
             f"""{data.with_clause()}SELECT DISTINCT o.customer_id, i.product_id

@@ -11,15 +11,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from clvflow.compliance.unsubscribe import list_unsubscribe_headers, make_token, unsubscribe_url
+from clvflow.compliance.unsubscribe import Signer, list_unsubscribe_headers, unsubscribe_url
 from clvflow.data.sources import ShopData
 from clvflow.errors import TemplateError
 from clvflow.personalization.orders import OrderLookup, OrderView
 from clvflow.personalization.recommendations import Recommender
 from clvflow.project.config import ShopConfig
 from clvflow.rendering.context import message_context, shop_context
+from clvflow.rendering.linker import LinkedTemplate, UnlinkableError, link_parts
 from clvflow.rendering.render import RenderedEmail, check_compliance, render_email
-from clvflow.rendering.templates import TemplateLibrary
+from clvflow.rendering.templates import CompiledTemplate, TemplateLibrary
+
+# A (template, locale) is linked into one template (``linker``) once it has rendered this
+# many messages: linking costs tens of milliseconds, a preview renders one message.
+LINK_AFTER = 16
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,25 @@ class Composer:
         self._shop_context = shop_context(shop)
         self._recommender: Recommender | None = None
         self._orders = OrderLookup(data, as_of)
+        self._signer = Signer(key)
+        self._linked: dict[tuple[str, str], LinkedTemplate | None] = {}
+        self._uses: dict[tuple[str, str], int] = {}
+
+    def _linked_for(self, compiled: CompiledTemplate, locale: str) -> LinkedTemplate | None:
+        key = (compiled.name, locale)
+        if key in self._linked:
+            return self._linked[key]
+        uses = self._uses[key] = self._uses.get(key, 0) + 1
+        if uses < LINK_AFTER:
+            return None
+        try:
+            linked: LinkedTemplate | None = link_parts(
+                compiled.html, compiled.text, locale, self._shop_context
+            )
+        except UnlinkableError:
+            linked = None
+        self._linked[key] = linked
+        return linked
 
     @property
     def recommender(self) -> Recommender:
@@ -80,10 +104,11 @@ class Composer:
         orders.update({i: given[i] for i in ids if i in given})
         recos = self.recommender.for_customers(ids)
         out: list[Composed] = []
+        base_url, mailto = self.shop.unsubscribe.base_url, self.shop.unsubscribe.mailto
         for occurrence, row in rows:
             cid = str(row["customer_id"])
-            token = make_token(self.key, cid, campaign)
-            url = unsubscribe_url(self.shop.unsubscribe.base_url, token)
+            token = self._signer.token(cid, campaign)
+            url = unsubscribe_url(base_url, token)
             chosen = self.locale_for(row, locale)
             headers = {"X-Clvflow-Campaign": campaign}
             try:
@@ -99,12 +124,12 @@ class Composer:
                     locale=chosen,
                     now=self.as_of,
                 )
-                email = render_email(compiled, context)
+                email = render_email(compiled, context, self._linked_for(compiled, chosen))
                 check_compliance(email, url, self.shop.postal_address, str(compiled.html_path))
             except TemplateError as exc:
                 out.append(Composed(cid, None, exc, headers, chosen))
                 continue
             if email.kind == "marketing":
-                headers.update(list_unsubscribe_headers(url, self.shop.unsubscribe.mailto, token))
+                headers.update(list_unsubscribe_headers(url, mailto, token))
             out.append(Composed(cid, email, None, headers, compiled.locale or chosen))
         return out

@@ -18,13 +18,18 @@ import pandas as pd
 from clvflow.personalization.orders import OrderView
 from clvflow.project.config import ShopConfig
 
-_PLAIN = (str, int, bool, dt.datetime, dt.date)
+_PLAIN = frozenset({str, int, bool, dt.datetime, dt.date})
 
 
 def plain(value: Any) -> Any:
     """pandas/numpy scalars → plain Python; missing → None."""
-    if type(value) in _PLAIN:  # the common case, per attribute of every message
+    kind = type(value)
+    if kind in _PLAIN:  # the common cases first: per attribute of every message
         return value
+    if kind is float:
+        return None if math.isnan(value) else value
+    if kind is pd.Timestamp:
+        return value.to_pydatetime()
     if value is None or value is pd.NaT:
         return None
     if isinstance(value, float) and math.isnan(value):

@@ -7,16 +7,19 @@ HTML) but run in the same immutable sandbox. Undefined names are errors, never b
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined
-from jinja2.environment import Environment
+from jinja2.environment import Environment, Template, TemplateModule
+from jinja2.runtime import Context, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from clvflow.rendering.codegen import FastCodeGenerator
 from clvflow.rendering.filters import FILTERS
 from clvflow.rendering.frontmatter import split_front_matter
+from clvflow.rendering.memo import MacroMemo
 from clvflow.rendering.textpart import text_template_from_html
 
 
@@ -80,6 +83,23 @@ def _data_fields(kind: type) -> frozenset[str]:
     return found
 
 
+class SandboxTemplate(Template):
+    """A template that tells its environment about modules built without context (the
+    ones ``{% from "partial" import macro %}`` shares between renders; see ``memo``)."""
+
+    def make_module(
+        self,
+        vars: dict[str, Any] | None = None,
+        shared: bool = False,
+        locals: Mapping[str, Any] | None = None,
+    ) -> TemplateModule:
+        module = super().make_module(vars, shared, locals)
+        env = self.environment
+        if vars is None and not shared and locals is None and isinstance(env, Sandbox):
+            env.shared_module(self, module)
+        return module
+
+
 class Sandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox, with shortcuts for the values clvflow passes to templates.
 
@@ -87,7 +107,49 @@ class Sandbox(ImmutableSandboxedEnvironment):
     raises AttributeError before the key is looked up. For a key that is not a dict
     attribute the result is the same either way, so look the key up directly. A public
     field of a dataclass (``order.total``) is data, so it skips the sandbox's checks for
-    methods and internals too. Anything else takes the sandbox's own path."""
+    methods and internals too. Anything else takes the sandbox's own path.
+
+    Calls of pure macros are memoized (``memo``), and a template loaded once is found again
+    by name without Jinja's cache key (templates are never reloaded or evicted here)."""
+
+    template_class = SandboxTemplate
+    code_generator_class = FastCodeGenerator
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.memo = MacroMemo()
+        self._by_name: dict[str, Template] = {}
+
+    def get_template(
+        self,
+        name: str | Template,
+        parent: str | None = None,
+        globals: MutableMapping[str, Any] | None = None,
+    ) -> Template:
+        if globals is None and type(name) is str:
+            found = self._by_name.get(name)
+            if found is None:
+                found = self._by_name[name] = super().get_template(name, parent)
+            return found
+        return super().get_template(name, parent, globals)
+
+    def shared_module(self, template: Template, module: TemplateModule) -> None:
+        if template.name is None or self.loader is None:
+            return
+        source = self.loader.get_source(self, template.name)[0]
+        self.memo.register(self.parse(source), dict(vars(module)))
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        memo = __self.memo
+        if type(__obj) is Macro and __obj in memo.macros:
+            key = memo.key(__obj, __context.eval_ctx.autoescape, args, kwargs)
+            if key is not None:
+                found = memo.results.get(key)
+                if found is None:
+                    found = super().call(__context, __obj, *args, **kwargs)
+                    memo.remember(key, found)
+                return found
+        return super().call(__context, __obj, *args, **kwargs)
 
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
         """A template's globals as a plain dict (Jinja's ChainMap makes each ``{% import %}``
