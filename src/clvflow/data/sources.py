@@ -22,17 +22,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
-import pandas as pd
-from sqlalchemy import Engine, create_engine, inspect
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
 from clvflow.errors import DataError
 from clvflow.project.layout import Project
 from clvflow.segments.attributes import kind_of
+
+if TYPE_CHECKING:  # pandas and SQLAlchemy load when first used (a CLI answer is faster)
+    import pandas as pd
+    from sqlalchemy import Engine
 
 REQUIRED: dict[str, tuple[str, ...]] = {
     "customers": ("customer_id", "email", "first_name"),
@@ -109,6 +109,8 @@ class ShopData:
         return [r[0] for r in self.rows(sql)]
 
     def frame(self, sql: str) -> pd.DataFrame:
+        import pandas as pd
+
         if self.con is not None:
             result: pd.DataFrame = self.con.execute(sql).df()
             return result
@@ -246,6 +248,10 @@ def _check_columns(columns: dict[str, str], table: str, where: Path | str) -> di
 
 # -- a database, queried in place --------------------------------------------------------
 def _open_database(project: Project, url: str) -> ShopData:
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
     where = project.root / "clvflow.yaml"
     try:
         parsed = make_url(url)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from clvflow.data.sources import ShopData, in_list
 from clvflow.segments.attributes import DERIVED, sql_timestamp
 from clvflow.segments.catalog import CompiledSegment, new_needs
 from clvflow.segments.facts import Needs, facts_sql
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def member_ids(data: ShopData, compiled: CompiledSegment) -> list[str]:
