@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
 from clvflow.campaigns.catalog import load_campaigns
+from clvflow.campaigns.counts import count_rows, summary_markdown
 from clvflow.campaigns.runner import run_campaign
 from clvflow.ledger.schema import events, messages, suppressions
 from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project
-from clvflow.reporting.summary import summary_markdown, summary_rows
 from clvflow.web.app import create_app
 from tests.conftest import AS_OF, ProjectFactory
 from tests.test_campaign_run import FILES
@@ -102,7 +102,7 @@ def test_one_click_unsubscribe_end_to_end(project: Project, client: httpx.Client
     assert summary.skipped["unsubscribed"] == 1
     assert not (project.outbox_dir / "second" / "once" / "C2.eml").exists()
     # and says so, in the run's summary (the Prefect artifact and the terminal table)
-    assert {"what": "skipped: unsubscribed", "count": 1} in summary_rows(summary)
+    assert {"what": "skipped: unsubscribed", "count": 1} in count_rows(summary)
     assert "| skipped: unsubscribed | 1 |" in summary_markdown(summary)
     assert summary.sent == 3  # the other consenting customers with valid addresses
 
