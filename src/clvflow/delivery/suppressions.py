@@ -11,6 +11,7 @@ import httpx
 
 from clvflow.errors import DeliveryError
 from clvflow.ledger.store import Ledger
+from clvflow.project.layout import Project
 
 LISTS = {
     "unsubscribes": "unsubscribed",
@@ -66,3 +67,17 @@ def sync_suppressions(
                 if ledger.suppress(str(entry["email"]), reason, source=f"sendgrid:{kind}"):
                     added[reason] += 1
     return added
+
+
+def sync_project_suppressions(project: Project) -> Counter[str]:
+    """:func:`sync_suppressions` for a project: its SendGrid settings, key and ledger."""
+    from clvflow.delivery.senders import sendgrid_api_key
+
+    sg = project.config.delivery.sendgrid
+    ledger = Ledger(project.ledger_url)
+    try:
+        return sync_suppressions(
+            ledger, sg.api_host, sendgrid_api_key(sg.secret_block), timeout=sg.timeout_seconds
+        )
+    finally:
+        ledger.close()

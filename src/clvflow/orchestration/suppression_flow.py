@@ -5,24 +5,13 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 
-from clvflow.delivery.senders import sendgrid_api_key
-from clvflow.delivery.suppressions import sync_suppressions
-from clvflow.ledger.store import Ledger
+from clvflow.delivery.suppressions import sync_project_suppressions
 from clvflow.project.layout import Project
 
 
 @task(name="sync suppressions", retries=3, retry_delay_seconds=30)
 def sync_task(project: str) -> dict[str, int]:
-    loaded = Project.load(project)
-    sg = loaded.config.delivery.sendgrid
-    ledger = Ledger(loaded.ledger_url)
-    try:
-        added = sync_suppressions(
-            ledger, sg.api_host, sendgrid_api_key(sg.secret_block), timeout=sg.timeout_seconds
-        )
-    finally:
-        ledger.close()
-    return dict(added)
+    return dict(sync_project_suppressions(Project.load(project)))
 
 
 @flow(name="suppression sync", flow_run_name="suppression sync", log_prints=False)
