@@ -87,17 +87,23 @@ class OrderLookup:
         self._table: str | None = None
 
     def _prepare(self) -> str:
+        """The latest order of every customer as of the run, one row each, its lines as a
+        list of structs (DuckDB turns them into the item dicts templates read)."""
         data = self.data
         assert data.con is not None
         table = f"clvflow_latest_{uuid.uuid4().hex[:12]}"
         currency = "o.currency" if "currency" in data.columns["orders"] else "NULL"
-        items = ""
-        columns = "NULL, NULL, NULL, NULL, NULL"
+        items, lines = "", "NULL"
         if data.has("order_items"):
             product = data.has("products")
             name = "p.name" if product else "i.product_id"
             url = "p.url" if product and "url" in data.columns["products"] else "NULL"
-            columns = f"i.product_id, {name}, i.quantity, i.unit_price, {url}"
+            lines = f"""list(struct_pack(
+                  product_id := CAST(i.product_id AS VARCHAR),
+                  name := COALESCE(CAST({name} AS VARCHAR), 'None'),
+                  quantity := CAST(TRUNC(i.quantity) AS BIGINT),
+                  unit_price := CAST(i.unit_price AS DOUBLE),
+                  url := {url}) ORDER BY i.product_id) FILTER (WHERE i.product_id IS NOT NULL)"""
             items = "LEFT JOIN order_items AS i ON i.order_id = l.order_id"
             if product:
                 items += " LEFT JOIN products AS p ON p.product_id = i.product_id"
@@ -109,8 +115,12 @@ class OrderLookup:
               QUALIFY ROW_NUMBER() OVER (
                 PARTITION BY o.customer_id ORDER BY o.placed_at DESC, o.order_id DESC) = 1
             )
-            SELECT l.customer_id, l.order_id, l.placed_at, l.total, l.currency,
-                   {columns} FROM l {items}"""
+            SELECT CAST(l.customer_id AS VARCHAR) AS customer_id,
+                   CAST(l.order_id AS VARCHAR) AS order_id, l.placed_at,
+                   CAST(l.total AS DOUBLE) AS total, CAST(l.currency AS VARCHAR) AS currency,
+                   {lines} AS items
+            FROM l {items}
+            GROUP BY l.customer_id, l.order_id, l.placed_at, l.total, l.currency"""
         )
         return table
 
@@ -122,25 +132,10 @@ class OrderLookup:
         if self._table is None:
             self._table = self._prepare()
         rows = self.data.con.execute(
-            f"SELECT * FROM {self._table} WHERE customer_id IN "
-            "(SELECT unnest($1::VARCHAR[])) ORDER BY customer_id, product_id",
+            f"SELECT * FROM {self._table} WHERE customer_id IN (SELECT unnest($1::VARCHAR[]))",
             [list(customer_ids)],
         ).fetchall()
-        out: dict[str, OrderView] = {}
-        for cid, oid, placed, total, cur, pid, pname, qty, price, purl in rows:
-            view = out.get(cid)
-            if view is None:
-                view = out[cid] = OrderView(
-                    str(oid), placed, float(total), None if cur is None else str(cur)
-                )
-            if pid is not None:
-                view.items.append(
-                    {
-                        "product_id": str(pid),
-                        "name": str(pname),
-                        "quantity": int(qty),
-                        "unit_price": float(price),
-                        "url": purl,
-                    }
-                )
-        return out
+        return {
+            cid: OrderView(oid, placed, total, currency, items or [])
+            for cid, oid, placed, total, currency, items in rows
+        }
