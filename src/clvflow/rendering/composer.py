@@ -18,7 +18,8 @@ from clvflow.personalization.orders import OrderLookup, OrderView
 from clvflow.personalization.recommendations import Recommender
 from clvflow.project.config import ShopConfig
 from clvflow.rendering.context import message_context, shop_context
-from clvflow.rendering.linker import LinkedTemplate, UnlinkableError, link_parts
+from clvflow.rendering.linked import LinkedTemplate, link_parts
+from clvflow.rendering.linker import UnlinkableError
 from clvflow.rendering.render import RenderedEmail, check_compliance, render_email
 from clvflow.rendering.templates import CompiledTemplate, TemplateLibrary
 
@@ -65,8 +66,18 @@ class Composer:
         if uses < LINK_AFTER:
             return None
         try:
+            front = compiled.front
+            head = (
+                front.subject
+                if front.preheader is None
+                else f"{front.subject}\x00{front.preheader}"
+            )
             linked: LinkedTemplate | None = link_parts(
-                compiled.html, compiled.text, locale, self._shop_context
+                compiled.html,
+                compiled.text,
+                locale,
+                self._shop_context,
+                (compiled.subject.environment, head),
             )
         except UnlinkableError:
             linked = None

@@ -13,8 +13,9 @@ call (about 40 µs of a message's 100 here). The linker does it once, on the syn
   the parameters to the arguments, when every name the body reads is a parameter, a loop
   variable or value it sets itself, or a value or macro of its own file (values are
   passed as hidden globals, the same objects Jinja's module holds);
-- ``locale`` and ``shop.<key>`` become constants when the template never assigns them, and
-  an ``{% if %}`` on constants keeps only the branch taken (the footer's language).
+
+``fold`` then turns ``locale`` and the shop's values into constants, and ``linked`` puts
+the HTML and the text part into one template.
 
 Anything else (``super()``, ``self``, scoped or nested blocks, imports with context, a
 macro used other than called, ``caller``, a name a macro body reads from elsewhere,
@@ -37,10 +38,7 @@ from jinja2.nodes import EvalContext
 from jinja2.runtime import Macro
 from jinja2.visitor import NodeTransformer
 
-from clvflow.rendering.filters import FILTERS, pick_language
-
 HIDDEN = "_clvflow_k"  # prefix of the globals that carry a partial's values
-_SCALARS = (str, int, float, bool, type(None))
 
 
 class UnlinkableError(Exception):
@@ -51,6 +49,7 @@ class UnlinkableError(Exception):
 class _Linking:
     env: Environment
     autoescape: bool
+    prefix: str
     hidden: dict[str, Any] = field(default_factory=dict)
     trees: dict[str, nodes.Template] = field(default_factory=dict)
     depth: int = 0
@@ -76,7 +75,7 @@ class _Linking:
         for key, known in self.hidden.items():
             if known is value:
                 return nodes.Name(key, "load")
-        key = f"{HIDDEN}{len(self.hidden)}"
+        key = f"{self.prefix}{len(self.hidden)}"
         self.hidden[key] = value
         return nodes.Name(key, "load")
 
@@ -101,19 +100,22 @@ def _loads(node: nodes.Node) -> set[str]:
     return {n.name for n in _names(node) if n.ctx == "load"}
 
 
-def _stores(node: nodes.Node) -> set[str]:
+def assigned_names(node: nodes.Node) -> set[str]:
     return {n.name for n in _names(node) if n.ctx in ("store", "param")}
 
 
-def link(env: Environment, name: str) -> tuple[nodes.Template, dict[str, Any]]:
-    """The flat tree of template ``name`` and the hidden globals it needs."""
+def link(
+    env: Environment, name: str, prefix: str = HIDDEN
+) -> tuple[nodes.Template, dict[str, Any]]:
+    """The flat tree of template ``name`` and the hidden globals it needs (named
+    ``prefix`` and a number)."""
     autoescape = env.autoescape(name) if callable(env.autoescape) else bool(env.autoescape)
-    state = _Linking(env, autoescape)
+    state = _Linking(env, autoescape, prefix)
     tree = state.tree(name)
     body = _extend(state, name, tree)
     imports = _imports(state, name, body)
     flat = _expand(state, body, imports)
-    taken = _stores(nodes.Template(flat))
+    taken = assigned_names(nodes.Template(flat))
     if clash := taken & set(imports):
         raise UnlinkableError(f"{', '.join(sorted(clash))}: both a macro and a variable")
     if left := _loads(nodes.Template(flat)) & set(imports):
@@ -259,7 +261,7 @@ def _include(state: _Linking, node: nodes.Include, imports: Mapping[str, _Import
         inner = _expand(state, body, {**imports, **mine})
     finally:
         state.depth -= 1
-    if taken := _stores(nodes.Template(inner)) & set(mine):
+    if taken := assigned_names(nodes.Template(inner)) & set(mine):
         raise UnlinkableError(f"{name}: {', '.join(sorted(taken))} both macro and variable")
     if left := _loads(nodes.Template(inner)) & set(mine):
         raise UnlinkableError(f"{name}: {', '.join(sorted(left))}: a macro used other than called")
@@ -352,7 +354,7 @@ def _inline(state: _Linking, partial: str, name: str, call: nodes.Call) -> nodes
         body = _expand(state, macro.body, local)
     finally:
         state.depth -= 1
-    if _stores(nodes.Template(body)) & (set(values) | set(local)):
+    if assigned_names(nodes.Template(body)) & (set(values) | set(local)):
         raise UnlinkableError(f"{partial}: {name} assigns a name of its file")
     body = [_hide_values(state, n, values) for n in body]
     _closed(partial, name, body, set(params) | set(state.hidden))
@@ -395,7 +397,7 @@ def _closed(partial: str, macro: str, stmts: list[Any], bound: set[str]) -> None
                 block(node.else_, names)
             elif isinstance(node, nodes.For):
                 expr(node.iter, names)
-                inner = names | _stores(node.target) | {"loop"}
+                inner = names | assigned_names(node.target) | {"loop"}
                 if node.test is not None:
                     expr(node.test, inner)
                 block(node.body, inner)
@@ -403,167 +405,13 @@ def _closed(partial: str, macro: str, stmts: list[Any], bound: set[str]) -> None
             elif isinstance(node, nodes.With):
                 for value in node.values:
                     expr(value, names)
-                block(node.body, names | _stores(nodes.Template(node.targets)))
+                block(node.body, names | assigned_names(nodes.Template(node.targets)))
             elif isinstance(node, nodes.Scope):
                 block(node.body, names)
             elif isinstance(node, nodes.Assign):
                 expr(node.node, names)
-                names |= _stores(node.target)
+                names |= assigned_names(node.target)
             else:
                 raise UnlinkableError(f"{partial}: {macro}: {type(node).__name__}")
 
     block(stmts, bound)
-
-
-def fold(
-    env: Environment,
-    name: str,
-    tree: nodes.Template,
-    constants: Mapping[str, Any],
-    hidden: dict[str, Any],
-) -> nodes.Template:
-    """``locale`` and ``shop.<key>`` (from ``constants``) as constants where the template
-    never assigns them; ``x | localized`` of a constant ``x`` picked for the locale;
-    ``{% if %}`` on constants reduced to the branch taken."""
-    taken = _stores(tree)
-    eval_ctx = EvalContext(env, name)
-    locale = constants.get("locale") if "locale" not in taken else None
-    scalars = {k: v for k, v in constants.items() if k not in taken and isinstance(v, _SCALARS)}
-    mappings = {k: v for k, v in constants.items() if k not in taken and isinstance(v, Mapping)}
-
-    class Fold(NodeTransformer):
-        def visit_Name(self, n: nodes.Name) -> nodes.Node:  # noqa: N802
-            if n.ctx == "load" and n.name in scalars:
-                return nodes.Const(scalars[n.name], lineno=n.lineno)
-            return n
-
-        def visit_Getattr(self, n: nodes.Getattr) -> nodes.Node:  # noqa: N802
-            inner = n.node
-            if (
-                isinstance(inner, nodes.Name)
-                and inner.ctx == "load"
-                and inner.name in mappings
-                and n.ctx == "load"
-                and n.attr not in _DICT_ATTRIBUTES
-            ):
-                value = mappings[inner.name].get(n.attr, _MISSING)
-                if value is not _MISSING and isinstance(value, _SCALARS):
-                    return nodes.Const(value, lineno=n.lineno)
-            result: nodes.Node = self.generic_visit(n)
-            return result
-
-        def visit_Filter(self, node: nodes.Filter) -> nodes.Node:  # noqa: N802
-            n = self.generic_visit(node)
-            if (
-                not isinstance(n, nodes.Filter)
-                or n.name != "localized"
-                or locale is None
-                or env.filters.get("localized") is not FILTERS["localized"]
-                or n.kwargs
-                or n.dyn_args is not None
-                or n.dyn_kwargs is not None
-            ):
-                return n
-            if isinstance(n.node, nodes.Const):
-                table = n.node.value
-            elif isinstance(n.node, nodes.Name) and n.node.ctx == "load" and n.node.name in hidden:
-                table = hidden[n.node.name]
-            else:
-                return n
-            try:
-                args = [a.as_const(eval_ctx) for a in n.args]
-            except (nodes.Impossible, Exception):
-                return n
-            picked = pick_language(table, locale, *args[:1])
-            if isinstance(picked, _SCALARS):
-                return nodes.Const(picked, lineno=n.lineno)
-            key = f"{HIDDEN}{len(hidden)}"
-            hidden[key] = picked
-            return nodes.Name(key, "load", lineno=n.lineno)
-
-    folded: nodes.Template = Fold().visit(tree)
-    folded.body = _prune(folded.body, eval_ctx)
-    return folded
-
-
-_MISSING = object()
-_DICT_ATTRIBUTES = frozenset(dir(dict))
-
-
-def _prune(stmts: list[Any], eval_ctx: EvalContext) -> list[Any]:
-    out: list[Any] = []
-    for node in stmts:
-        if isinstance(node, nodes.If):
-            taken = _branch(node, eval_ctx)
-            if taken is not None:
-                out.extend(_prune(taken, eval_ctx))
-                continue
-            node.body = _prune(node.body, eval_ctx)
-            for branch in node.elif_:
-                branch.body = _prune(branch.body, eval_ctx)
-            node.else_ = _prune(node.else_, eval_ctx)
-        else:
-            for attr in ("body", "else_"):
-                inner = getattr(node, attr, None)
-                if isinstance(inner, list):
-                    setattr(node, attr, _prune(inner, eval_ctx))
-        out.append(node)
-    return out
-
-
-def _branch(node: nodes.If, eval_ctx: EvalContext) -> list[Any] | None:
-    """The statements an ``{% if %}`` chain runs when its tests are constants, else None."""
-    chain: list[tuple[Any, list[Any]]] = [(node.test, node.body)]
-    chain += [(b.test, b.body) for b in node.elif_]
-    for test, body in chain:
-        try:
-            value = test.as_const(eval_ctx)
-        except (nodes.Impossible, Exception):
-            return None
-        if value:
-            return list(body)
-    return list(node.else_)
-
-
-@dataclass(frozen=True)
-class LinkedTemplate:
-    """The HTML and text templates of one (template, locale) linked and folded for one
-    locale and shop; used only for a context with that locale and shop."""
-
-    html: Template
-    text: Template | None
-    locale: str
-    shop: Mapping[str, Any]
-
-    def applies(self, context: Mapping[str, Any]) -> bool:
-        shop = context.get("shop")
-        return context.get("locale") == self.locale and (shop is self.shop or shop == self.shop)
-
-
-def link_parts(
-    html: Template, text: Template | None, locale: str, shop: Mapping[str, Any]
-) -> LinkedTemplate:
-    """Link a compiled template's HTML and text templates (``UnlinkableError`` if either
-    cannot be)."""
-    constants = {"locale": locale, "shop": shop}
-
-    def one(template: Template) -> Template:
-        if template.name is None:
-            raise UnlinkableError("a template without a name")
-        return linked_template(template.environment, template.name, constants)
-
-    return LinkedTemplate(one(html), one(text) if text is not None else None, locale, shop)
-
-
-def linked_template(env: Environment, name: str, constants: Mapping[str, Any]) -> Template:
-    """Template ``name`` linked and folded with ``constants``, compiled in ``env``."""
-    tree, hidden = link(env, name)
-    tree = fold(env, name, tree, constants, hidden)
-    tree.set_environment(env)
-    tree.set_lineno(1)
-    loader = env.loader
-    assert loader is not None
-    filename = loader.get_source(env, name)[1]
-    code = env.compile(tree, name, filename)
-    template: Template = env.template_class.from_code(env, code, env.make_globals(hidden))
-    return template

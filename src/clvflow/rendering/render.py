@@ -14,7 +14,7 @@ from jinja2.exceptions import SecurityError
 
 from clvflow.errors import TemplateError
 from clvflow.rendering.filters import formatting
-from clvflow.rendering.linker import LinkedTemplate
+from clvflow.rendering.linked import LinkedTemplate
 from clvflow.rendering.templates import CompiledTemplate, template_location
 from clvflow.rendering.textpart import html_to_text, tidy_text
 
@@ -49,18 +49,30 @@ def _head(template: CompiledTemplate, context: Mapping[str, Any]) -> tuple[str, 
     return subject, preheader
 
 
-def _linked_parts(linked: LinkedTemplate, full: dict[str, Any]) -> tuple[str, str | None] | None:
-    """HTML and text (None: derive it from the HTML) from the linked templates, or None when
-    they fail: the message is then rendered as written, which reports the error."""
+def _linked_head(
+    linked: LinkedTemplate, template: CompiledTemplate, context: Mapping[str, Any]
+) -> tuple[str, str | None]:
+    """``_head`` from the linked (folded) subject; as written when that fails."""
     try:
-        html = linked.html
-        body = "".join(html.root_render_func(html.new_context(full)))
-        if linked.text is None:
-            return body, None
-        text = linked.text
-        return body, tidy_text("".join(text.root_render_func(text.new_context(full))))
+        both = linked.render_head(context)
+    except Exception:  # rendered again as written, which raises with file and line
+        return _head(template, context)
+    if template.preheader is None:
+        return header_text(both), None
+    subject, nul, preheader = both.partition("\x00")
+    if nul and "\x00" not in preheader:
+        return header_text(subject), header_text(preheader)
+    return _head(template, context)
+
+
+def _linked_parts(linked: LinkedTemplate, full: dict[str, Any]) -> tuple[str, str | None] | None:
+    """HTML and text (None: derive it from the HTML) from the linked template, or None when
+    it fails: the message is then rendered as written, which reports the error."""
+    try:
+        body, text = linked.render(full)
     except Exception:  # rendered again as written, which raises with file and line
         return None
+    return body, tidy_text(text) if text is not None else None
 
 
 def render_email(
@@ -74,11 +86,13 @@ def render_email(
     this context's locale and shop; the output is the same, in a third of the time."""
     try:
         with formatting(context.get("locale"), context.get("currency")):
-            subject, preheader = _head(template, context)
+            fast = linked is not None and linked.applies(context)
+            if fast and linked is not None and linked.head is not None:
+                subject, preheader = _linked_head(linked, template, context)
+            else:
+                subject, preheader = _head(template, context)
             full = {**context, "subject": subject, "preheader": preheader}
-            parts = None
-            if linked is not None and linked.applies(context):
-                parts = _linked_parts(linked, full)
+            parts = _linked_parts(linked, full) if fast and linked is not None else None
             if parts is None:
                 body = template.html.render(full)
                 text = tidy_text(template.text.render(full)) if template.text else None

@@ -64,6 +64,12 @@ class CompiledTemplate:
     def css_inlined(self) -> bool:
         return self.inline_reason is None
 
+    @property
+    def head_source(self) -> str:
+        """The subject's source, and NUL and the preheader's when there is one."""
+        front = self.front
+        return f"{front.subject}\x00{front.preheader}" if front.preheader else front.subject
+
 
 def template_location(exc: BaseException, directory: Path) -> tuple[Path | None, int | None]:
     """The template file and line an exception was raised from, if any."""
