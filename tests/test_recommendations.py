@@ -164,3 +164,71 @@ def test_the_same_recommendations_pushed_down_to_postgres(
     got, dialect = _recommendations(make_project(config=config))
     assert dialect == "postgresql"
     assert got == EXPECTED
+
+
+def _reference(data_dir: Path, as_of: dt.datetime, limit: int = 3) -> dict[str, list[str]]:
+    """Recommendations worked out in plain Python from the CSV files (the definition in
+    the module docstring), independently of the SQL."""
+    import csv
+    from collections import Counter
+    from itertools import permutations
+
+    def rows(name: str) -> list[dict[str, str]]:
+        with (data_dir / f"{name}.csv").open(encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+
+    placed = {
+        o["order_id"]: o["customer_id"]
+        for o in rows("orders")
+        if dt.datetime.fromisoformat(o["placed_at"]) <= as_of
+    }
+    baskets: dict[str, set[str]] = {}
+    for item in rows("order_items"):
+        if item["order_id"] in placed:
+            baskets.setdefault(item["order_id"], set()).add(item["product_id"])
+    pairs: Counter[tuple[str, str]] = Counter()
+    sold: Counter[str] = Counter()
+    owned: dict[str, set[str]] = {}
+    for order, basket in baskets.items():
+        pairs.update(permutations(basket, 2))
+        sold.update(basket)
+        owned.setdefault(placed[order], set()).update(basket)
+    best = sorted(sold, key=lambda p: (-sold[p], p))[:20]
+    products = {p["product_id"] for p in rows("products")}
+    out: dict[str, list[str]] = {}
+    for customer in (c["customer_id"] for c in rows("customers")):
+        mine = owned.get(customer, set())
+        score: Counter[str] = Counter()
+        for (src, dst), n in pairs.items():
+            if src in mine and dst not in mine:
+                score[dst] += n
+        chosen = sorted(score, key=lambda p: (-score[p], p))[:limit]
+        extra = [p for p in best if p not in mine and p not in chosen][: limit - len(chosen)]
+        out[customer] = chosen + [p for p in extra if p in products]
+    return out
+
+
+def test_recommendations_for_a_generated_shop_match_a_plain_python_reference(
+    make_project: ProjectFactory,
+) -> None:
+    from clvflow.demo.shop import ShopSize, generate_shop
+
+    root = make_project()
+    reference_day = dt.date(2026, 11, 23)
+    generate_shop(
+        root / "data", reference=reference_day, seed=3, size=ShopSize(customers=300, orders=1200)
+    )
+    as_of = dt.datetime.combine(reference_day, dt.time(12))
+    expected = _reference(root / "data", as_of)
+    data = open_shop_data(Project.load(root))
+    try:
+        recommender = Recommender(data, as_of)
+        ids = sorted(expected)
+        got: dict[str, list[str]] = {}
+        for start in range(0, len(ids), 64):  # in batches, as a run asks
+            batch = recommender.for_customers(ids[start : start + 64])
+            got.update({c: [p["product_id"] for p in ps] for c, ps in batch.items()})
+    finally:
+        data.close()
+    assert sum(1 for c in ids if expected[c]) > 250
+    assert got == expected

@@ -18,11 +18,13 @@ newline).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from jinja2 import nodes
 
 BLANKS = " \t\xa0"
+_INNER = re.compile("[ \t\xa0]+\n")
 _NEWLINE = frozenset("\n")
 Heads = frozenset[str] | None  # the characters output may start with; None: anything
 
@@ -99,6 +101,10 @@ def _strip(stmts: list[Any], after: Heads) -> bool:
     cont = after
     for node in reversed(stmts):
         if isinstance(node, nodes.Output):
+            for child in node.nodes:  # blanks right before a newline of the text itself
+                if isinstance(child, nodes.TemplateData) and _INNER.search(child.data):
+                    child.data = _INNER.sub("\n", child.data)
+                    changed = True
             last = node.nodes[-1] if node.nodes else None
             if (
                 isinstance(last, nodes.TemplateData)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from jinja2 import Template, TemplateSyntaxError, meta
+from jinja2 import Template, TemplateNotFound, TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from clvflow.errors import TemplateError
@@ -195,7 +195,10 @@ class TemplateLibrary:
             name = todo.pop()
             if name in bodies:
                 continue
-            body = loader.get_source(self.html_env, name)[0]
+            try:
+                body = loader.get_source(self.html_env, name)[0]
+            except TemplateNotFound:  # an include that ignores a missing file
+                raise NotPrecomputableError(f"{name}: no such file") from None
             bodies[name] = body
             for ref in meta.find_referenced_templates(self.html_env.parse(body)):
                 if ref is None:

@@ -1,0 +1,219 @@
+"""A template linked into one (layout, partials and macros inlined, locale and shop folded)
+renders exactly what the template as written renders, or is refused; a linked message that
+fails is rendered as written, so its error names the right file and line."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clvflow.errors import TemplateError
+from clvflow.rendering.linked import LinkedTemplate, link_parts
+from clvflow.rendering.linker import UnlinkableError
+from clvflow.rendering.render import render_email
+from clvflow.rendering.templates import CompiledTemplate, TemplateLibrary
+from tests.conftest import ROOT
+from tests.test_rendering_safety import SSTI_PAYLOADS, _context
+from tests.test_shipped_templates_content import LOCALES, NAMES, make_context
+
+SHIPPED = TemplateLibrary(ROOT / "templates", "en")
+
+
+def _linked(template: CompiledTemplate, context: dict[str, Any]) -> LinkedTemplate:
+    return link_parts(
+        template.html,
+        template.text,
+        context["locale"],
+        context["shop"],
+        (template.subject.environment, template.head_source),
+    )
+
+
+def _variants(locale: str) -> list[dict[str, Any]]:
+    """The shipped test customer, and the same with the optional data missing or odd."""
+    full = make_context(locale)
+    bare = make_context(locale, first_name=None, wedding_date=None, loyalty_points=0)
+    bare.update(order=None, promo=None, recommendations=[])
+    html = make_context(locale, first_name="<b>Ann</b> & \"Co\" 'x'", role="bridesmaid")
+    html["recommendations"] = [
+        {**p, "category": "None", "name": "<i>x</i> 50%"} for p in html["recommendations"]
+    ]
+    one = make_context(locale, orders_count=1, loyalty_points=1)
+    one["promo"] = {**one["promo"], "min_order": 0}
+    return [full, bare, html, one]
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("name", NAMES)
+def test_every_shipped_template_links_and_renders_the_same(name: str, locale: str) -> None:
+    template = SHIPPED.get(name, locale)
+    for context in _variants(locale):
+        linked = _linked(template, context)
+        assert linked.applies(context)
+        assert render_email(template, context, linked) == render_email(template, context)
+        # the linked template itself renders (not the fallback to the template as written)
+        html, text = linked.render({**context, "subject": "s", "preheader": "p"})
+        assert html.count("<html") == 1 and text
+
+
+def _library(tmp_path: Path, files: dict[str, str]) -> TemplateLibrary:
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return TemplateLibrary(tmp_path, "en")
+
+
+LAYOUT = (
+    '<html lang="{{ locale }}"><body>{% set mark = "L" %}'
+    "<h1>{{ shop.name }}</h1>{% block content %}default{% endblock %}"
+    '[{{ inner | default("none") }}]{% include "partials/foot.html.j2" %}</body></html>\n'
+)
+FOOT = (
+    '{% set inner = "foot" %}<p>{% if locale[:2] == "hu" %}Leiratkozás{% else %}Unsubscribe'
+    '{% endif %}: <a href="{{ unsubscribe_url }}">x</a> {{ shop.postal_address }} {{ mark }}</p>'
+)
+MACROS = (
+    '{% set labels = {"en": {"a": "Apples"}, "hu": {"a": "Alma"}} %}'
+    "{% macro card(p, note=none) %}{% set shown = labels | localized({}) %}"
+    "<li>{{ shown[p.kind] if p.kind in shown else p.kind }} {{ p.price | money }}"
+    "{% if note %} ({{ note }}){% endif %}</li>{% endmacro %}"
+    "{% macro grid(items, title) %}<h2>{{ title }}</h2><ul>{% for p in items %}"
+    "{{ card(p) }}{% endfor %}</ul>{% endmacro %}"
+)
+
+
+def _compose(tmp_path: Path, body: str, extra: dict[str, str] | None = None) -> CompiledTemplate:
+    files = {
+        "layouts/base.html.j2": LAYOUT,
+        "partials/foot.html.j2": FOOT,
+        "partials/macros.html.j2": MACROS,
+        "t.html.j2": '---\nsubject: "Hi {{ customer.first_name }}"\n---\n'
+        '{% extends "layouts/base.html.j2" %}\n'
+        '{% from "partials/macros.html.j2" import card, grid %}\n'
+        "{% block content %}" + body + "{% endblock %}\n",
+        **(extra or {}),
+    }
+    return _library(tmp_path, files).get("t", "en")
+
+
+def _same(template: CompiledTemplate, context: dict[str, Any]) -> str:
+    linked = _linked(template, context)
+    fast = render_email(template, context, linked)
+    assert fast == render_email(template, context)
+    return fast.html
+
+
+ITEMS = [{"kind": "a", "price": 2.5}, {"kind": "b", "price": 1}]
+
+
+@pytest.mark.parametrize("locale", ["en", "hu"])
+def test_blocks_includes_and_macros_keep_their_scopes(tmp_path: Path, locale: str) -> None:
+    body = (
+        '{% set inner = "block" %}{{ mark }} {{ card(items[0], note="n") }}'
+        '{{ grid(items, "T") }}{{ card(items[1]) }}'
+    )
+    template = _compose(tmp_path, body)
+    html = _same(template, {**_context(), "locale": locale, "items": ITEMS})
+    # the block's and the include's {% set %} stay inside them; the layout's set is seen
+    assert "[none]" in html and "L" in html
+    assert ("Alma" if locale == "hu" else "Apples") in html and "(n)" in html
+
+
+def test_a_failing_linked_message_reports_the_file_and_line_as_written(tmp_path: Path) -> None:
+    template = _compose(tmp_path, "{{ card(items[0]) }}\n{{ customer.favourite_colour }}")
+    context = {**_context(), "items": ITEMS}
+    linked = _linked(template, context)
+    with pytest.raises(Exception):  # noqa: B017 (Jinja's own error, whatever its type)
+        linked.render({**context, "subject": "s", "preheader": None})
+    with pytest.raises(TemplateError) as info:
+        render_email(template, context, linked)
+    assert info.value.path is not None and info.value.path.name == "t.html.j2"
+    assert info.value.line == 7 and "favourite_colour" in info.value.render()
+
+
+@pytest.mark.parametrize("payload", SSTI_PAYLOADS)
+def test_injection_payloads_fail_inside_the_linked_template(tmp_path: Path, payload: str) -> None:
+    template = _compose(tmp_path, f"<p>{payload}</p>")
+    context = {**_context(), "items": ITEMS}
+    try:
+        linked: LinkedTemplate | None = _linked(template, context)
+    except UnlinkableError:  # self.…: never linked, rendered as written
+        linked = None
+    if linked is not None:
+        with pytest.raises(Exception):  # noqa: B017 (blocked inside the linked template itself)
+            linked.render({**context, "subject": "s", "preheader": None})
+    with pytest.raises(TemplateError):
+        render_email(template, context, linked)
+
+
+def test_another_shop_or_locale_renders_as_written(tmp_path: Path) -> None:
+    template = _compose(tmp_path, "{{ grid(items, 'T') }}")
+    context = {**_context(), "items": ITEMS}
+    linked = _linked(template, context)
+    other = {**context, "shop": {**context["shop"], "name": "Other"}}
+    assert not linked.applies(other) and not linked.applies({**context, "locale": "hu"})
+    assert "Other" in render_email(template, other, linked).html
+
+
+def test_names_a_template_assigns_are_not_folded(tmp_path: Path) -> None:
+    body = '{% set locale = "hu" %}{{ locale }}{% for shop in [{"name": "Loop"}] %}'
+    body += "{{ shop.name }}{% endfor %}"
+    template = _compose(tmp_path, body)
+    html = _same(template, {**_context(), "items": ITEMS})
+    assert "hu" in html and "Loop" in html
+
+
+UNLINKABLE = {
+    "super": ("{{ super() }}", {}),
+    "self": ("{{ self.content() }}", {}),
+    "import with context": (
+        '{% from "partials/ctx.html.j2" import m with context %}{{ m() }}',
+        {"partials/ctx.html.j2": "{% macro m() %}{{ customer.first_name }}{% endmacro %}"},
+    ),
+    "macro reads the message": (
+        '{% from "partials/ctx.html.j2" import m %}{{ m() }}',
+        {"partials/ctx.html.j2": "{% macro m() %}{{ customer.first_name }}{% endmacro %}"},
+    ),
+    "caller": (
+        '{% from "partials/ctx.html.j2" import m %}{% call m() %}x{% endcall %}',
+        {"partials/ctx.html.j2": "{% macro m() %}{{ caller() }}{% endmacro %}"},
+    ),
+    "macro as a value": ("{% set c = card %}{{ c(items[0]) }}", {}),
+    "include ignore missing": (
+        '{% include "partials/x.html.j2" ignore missing %}',
+        {"partials/x.html.j2": "x"},
+    ),
+    "include chosen at run time": ("{% include customer.first_name ~ '.html.j2' %}", {}),
+    "local macro": ("{% macro m() %}x{% endmacro %}{{ m() }}", {}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNLINKABLE))
+def test_what_the_linker_cannot_reproduce_is_refused(tmp_path: Path, case: str) -> None:
+    body, extra = UNLINKABLE[case]
+    template = _compose(tmp_path, body, extra)
+    context = {**_context(), "items": ITEMS}
+    with pytest.raises(UnlinkableError):
+        _linked(template, context)
+
+
+def test_a_layout_that_extends_another_is_refused(tmp_path: Path) -> None:
+    files = {
+        "layouts/outer.html.j2": "<html>{% block content %}{% endblock %}</html>",
+        "layouts/base.html.j2": '{% extends "layouts/outer.html.j2" %}',
+        "t.html.j2": '---\nsubject: x\n---\n{% extends "layouts/base.html.j2" %}'
+        "{% block content %}x{% endblock %}",
+    }
+    template = _library(tmp_path, files).get("t", "en")
+    with pytest.raises(UnlinkableError, match="extends another"):
+        _linked(template, _context())
+
+
+def test_macro_defaults_and_keywords_bind_as_in_jinja(tmp_path: Path) -> None:
+    body = "{{ card(items[0]) }}|{{ card(note='k', p=items[1]) }}|{{ card(items[1], 'pos') }}"
+    html = _same(_compose(tmp_path, body), {**_context(), "items": ITEMS, "now": dt.date.today()})
+    assert "(k)" in html and "(pos)" in html
