@@ -217,3 +217,16 @@ def test_macro_defaults_and_keywords_bind_as_in_jinja(tmp_path: Path) -> None:
     body = "{{ card(items[0]) }}|{{ card(note='k', p=items[1]) }}|{{ card(items[1], 'pos') }}"
     html = _same(_compose(tmp_path, body), {**_context(), "items": ITEMS, "now": dt.date.today()})
     assert "(k)" in html and "(pos)" in html
+
+
+def test_an_empty_preheader_links_like_none(tmp_path: Path) -> None:
+    files = {
+        "t.html.j2": '---\nsubject: "Hi {{ customer.first_name }}"\npreheader: ""\n---\n'
+        f"<p>x</p>{FOOT}\n",
+        "partials/foot.html.j2": FOOT,
+    }
+    template = _library(tmp_path, files).get("t", "en")
+    context = {**_context(), "mark": "m"}
+    email = render_email(template, context, _linked(template, context))
+    assert email == render_email(template, context)
+    assert email.subject == "Hi Ann" and email.preheader is None

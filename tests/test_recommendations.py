@@ -27,6 +27,7 @@ X3,x3@example.com,Cy
 X4,x4@example.com,Di
 X5,x5@example.com,Ed
 X6,x6@example.com,Flo
+X7,x7@example.com,Gus
 """
 ORDERS = """order_id,customer_id,placed_at,total,currency
 A1,X1,2026-01-01 10:00:00,70.00,EUR
@@ -35,6 +36,7 @@ A3,X3,2026-03-01 10:00:00,70.00,EUR
 A4,X4,2026-04-01 10:00:00,40.00,EUR
 A5,X5,2026-05-01 10:00:00,230.00,EUR
 A6,X4,2026-12-01 10:00:00,15.00,EUR
+A7,X7,2026-06-01 10:00:00,300.00,EUR
 """
 ITEMS = """order_id,product_id,quantity,unit_price
 A1,P1,1,40.00
@@ -47,6 +49,10 @@ A4,P1,1,40.00
 A5,P2,1,30.00
 A5,P4,1,200.00
 A6,P5,1,15.00
+A7,P1,1,40.00
+A7,P2,1,30.00
+A7,P3,1,30.00
+A7,P4,1,200.00
 """
 PRODUCTS = """product_id,name,category,price,url
 P1,Invitation Suite,invitations,40.00,https://shop.example/p1
@@ -62,15 +68,18 @@ FILES = {
     "data/products.csv": PRODUCTS,
 }
 
-# Worked out by hand. Co-purchase counts (orders ≤ AS_OF; A6 is later):
-#   P1→P2 2 (A1, A3), P1→P3 1 (A2), P2→P1 2, P2→P4 1 (A5), P3→P1 1, P4→P2 1.
-# Best sellers (orders holding the product): P1 4, P2 3, P3 1, P4 1 (ties by id); P5 none.
+# Worked out by hand. Co-purchase counts (orders ≤ AS_OF; A6 is later), A7 holding all of
+# P1-P4 adds 1 to every pair among them:
+#   P1→P2 3, P1→P3 2, P1→P4 1, P2→P1 3, P2→P3 1, P2→P4 2, P3→P1 2, P3→P2 1, P3→P4 1,
+#   P4→P1 1, P4→P2 2, P4→P3 1.
+# Best sellers (orders holding the product): P1 5, P2 4, P3 2, P4 2 (ties by id); P5 none.
 EXPECTED = {
-    "X1": ["P3", "P4"],  # owns P1, P2: P3 (from P1) and P4 (from P2) tie at 1; nothing else
-    "X2": ["P2", "P4"],  # owns P1, P3: P2 (2) from P1; then the best seller P4
-    "X4": ["P2", "P3", "P4"],  # owns P1 (P5 is after AS_OF): P2 2, P3 1, then best seller P4
-    "X5": ["P1", "P3"],  # owns P2, P4: P1 2; best sellers P1 (taken), P2 (owned), P3
+    "X1": ["P3", "P4"],  # owns P1, P2: P3 (2 + 1) then P4 (1 + 2); nothing else to add
+    "X2": ["P2", "P4"],  # owns P1, P3: P2 (3 + 1), P4 (1 + 1); no best seller left
+    "X4": ["P2", "P3", "P4"],  # owns P1 (P5 is after AS_OF): P2 3, P3 2, P4 1
+    "X5": ["P1", "P3"],  # owns P2, P4: P1 (3 + 1), P3 (1 + 1)
     "X6": ["P1", "P2", "P3"],  # no orders: the best sellers
+    "X7": [],  # owns every product sold before AS_OF: nothing left to recommend
 }
 
 
@@ -232,3 +241,27 @@ def test_recommendations_for_a_generated_shop_match_a_plain_python_reference(
         data.close()
     assert sum(1 for c in ids if expected[c]) > 250
     assert got == expected
+
+
+def test_one_query_per_batch_gives_what_the_two_lookups_give(
+    make_project: ProjectFactory,
+) -> None:
+    from clvflow.demo.shop import ShopSize, generate_shop
+    from clvflow.personalization.batch import Personalization
+
+    root = make_project()
+    generate_shop(
+        root / "data", reference=AS_OF.date(), seed=5, size=ShopSize(customers=200, orders=700)
+    )
+    data = open_shop_data(Project.load(root))
+    try:
+        ids = [
+            str(r[0]) for r in data.rows(f"{data.with_clause()}SELECT customer_id FROM customers")
+        ]
+        joined = Personalization(data, AS_OF)
+        orders, recos = joined.for_customers(ids)
+        assert orders == OrderLookup(data, AS_OF).for_customers(ids)
+        assert recos == Recommender(data, AS_OF).for_customers(ids)
+        assert len(orders) > 100 and len(recos) == len(ids)
+    finally:
+        data.close()

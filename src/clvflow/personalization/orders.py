@@ -124,6 +124,17 @@ class OrderLookup:
         )
         return table
 
+    def prepare(self) -> None:
+        """Compute the latest orders now (on files) rather than on the first batch."""
+        if self.data.con is not None and self._table is None:
+            self._table = self._prepare()
+
+    def table(self) -> str:
+        """The temporary table of ``_prepare`` (on files)."""
+        if self._table is None:
+            self._table = self._prepare()
+        return self._table
+
     def for_customers(self, customer_ids: Sequence[str]) -> dict[str, OrderView]:
         if self.data.con is None:
             return latest_orders(self.data, customer_ids, self.as_of)

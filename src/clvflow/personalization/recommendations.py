@@ -75,8 +75,9 @@ class Recommender:
     def _prepare_table(self) -> str:
         """A temporary table (DuckDB), once per run: every buyer's recommendations in
         order — top co-purchases not owned yet, then the best sellers not owned nor
-        chosen yet — as (customer, product, position, scored). The same choice as
-        ``_fill``; customers without items get the best sellers (``_fallback``)."""
+        chosen yet — as one row per customer (the scored products, the best sellers). The
+        same choice as ``_fill``; customers without items get the best sellers
+        (``_fallback``)."""
         con = self.data.con
         assert con is not None
         suffix = uuid.uuid4().hex[:12]
@@ -131,37 +132,58 @@ class Recommender:
                   SELECT f.customer_id, f.product_id, COALESCE(n.n, 0) + ROW_NUMBER() OVER (
                     PARTITION BY f.customer_id ORDER BY f.pos) AS position
                   FROM free AS f LEFT JOIN chosen AS n ON n.customer_id = f.customer_id
+                ),
+                picked AS (
+                  SELECT customer_id, product_id, position, TRUE AS scored FROM ranked
+                  UNION ALL
+                  SELECT customer_id, product_id, position, FALSE FROM fill
+                  WHERE position <= {self.limit}
                 )
-                SELECT customer_id, product_id, position, TRUE AS scored FROM ranked
-                UNION ALL
-                SELECT customer_id, product_id, position, FALSE FROM fill
-                WHERE position <= {self.limit}"""
+                SELECT b.customer_id,  -- every buyer, also one left with nothing to get
+                       list(p.product_id ORDER BY p.position) FILTER (WHERE p.scored) AS scored,
+                       list(p.product_id ORDER BY p.position) FILTER (WHERE NOT p.scored)
+                         AS filled
+                FROM buyers AS b LEFT JOIN picked AS p ON p.customer_id = b.customer_id
+                GROUP BY b.customer_id"""
         )
         for table in (pairs, owned, best):
             con.execute(f"DROP TABLE {table}")
         return recs
 
+    def prepare(self) -> None:
+        """Choose everyone's recommendations now (on files) rather than on the first batch."""
+        if self.enabled and self.data.con is not None and self._table is None:
+            self._table = self._prepare_table()
+
+    def table(self) -> str:
+        """The temporary table of ``_prepare_table`` (on files)."""
+        if self._table is None:
+            self._table = self._prepare_table()
+        return self._table
+
+    def pick(self, scored: list[str] | None, filled: list[str] | None) -> list[dict[str, Any]]:
+        """A buyer's products from the table's two lists (best sellers missing from the
+        products table are skipped, as ``_fill`` skips them)."""
+        products = self.products
+        chosen = [products[p] for p in scored] if scored else []
+        if filled:
+            chosen += [products[p] for p in filled if p in products]
+        return chosen
+
+    def fallback(self) -> list[dict[str, Any]]:
+        """What a customer who owns nothing gets: the best sellers."""
+        return list(self._fallback)
+
     def _in_engine(self, customer_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """One query per batch against the table of ``_prepare_table``."""
         con = self.data.con
         assert con is not None
-        if self._table is None:
-            self._table = self._prepare_table()
         rows = con.execute(
-            f"SELECT customer_id, product_id, scored FROM {self._table} "
-            "WHERE customer_id IN (SELECT unnest($1::VARCHAR[])) ORDER BY customer_id, position",
+            f"SELECT * FROM {self.table()} WHERE customer_id IN (SELECT unnest($1::VARCHAR[]))",
             [list(customer_ids)],
         ).fetchall()
-        products = self.products
-        found: dict[str, list[dict[str, Any]]] = {}
-        for cid, pid, scored in rows:
-            chosen = found.get(cid)
-            if chosen is None:
-                chosen = found[cid] = []
-            if scored or pid in products:
-                chosen.append(products[pid])
-        fallback = self._fallback
-        return {c: found[c] if c in found else list(fallback) for c in customer_ids}
+        found = {cid: self.pick(scored, filled) for cid, scored, filled in rows}
+        return {c: found[c] if c in found else self.fallback() for c in customer_ids}
 
     def for_customers(self, customer_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """customer_id → up to ``limit`` products ``{product_id, name, category, price, url}``."""

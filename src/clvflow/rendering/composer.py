@@ -14,7 +14,8 @@ from typing import Any
 from clvflow.compliance.unsubscribe import Signer, list_unsubscribe_headers, unsubscribe_url
 from clvflow.data.sources import ShopData
 from clvflow.errors import TemplateError
-from clvflow.personalization.orders import OrderLookup, OrderView
+from clvflow.personalization.batch import Personalization
+from clvflow.personalization.orders import OrderView
 from clvflow.personalization.recommendations import Recommender
 from clvflow.project.config import ShopConfig
 from clvflow.rendering.context import message_context, shop_context
@@ -52,43 +53,45 @@ class Composer:
         self.key = key
         self.as_of = as_of
         self._shop_context = shop_context(shop)
-        self._recommender: Recommender | None = None
-        self._orders = OrderLookup(data, as_of)
+        self._personal = Personalization(data, as_of)
         self._signer = Signer(key)
         self._linked: dict[tuple[str, str], LinkedTemplate | None] = {}
         self._uses: dict[tuple[str, str], int] = {}
 
-    def _linked_for(self, compiled: CompiledTemplate, locale: str) -> LinkedTemplate | None:
+    def _linked_for(
+        self, compiled: CompiledTemplate, locale: str, now: bool = False
+    ) -> LinkedTemplate | None:
+        """The linked template for (template, locale); made on the ``LINK_AFTER``-th use
+        (at once with ``now``), None if it cannot be linked."""
         key = (compiled.name, locale)
         if key in self._linked:
             return self._linked[key]
         uses = self._uses[key] = self._uses.get(key, 0) + 1
-        if uses < LINK_AFTER:
+        if uses < LINK_AFTER and not now:
             return None
         try:
-            front = compiled.front
-            head = (
-                front.subject
-                if front.preheader is None
-                else f"{front.subject}\x00{front.preheader}"
-            )
             linked: LinkedTemplate | None = link_parts(
                 compiled.html,
                 compiled.text,
                 locale,
                 self._shop_context,
-                (compiled.subject.environment, head),
+                (compiled.subject.environment, compiled.head_source),
             )
         except UnlinkableError:
             linked = None
         self._linked[key] = linked
         return linked
 
+    def prepare(self, template: str, locales: Sequence[str] | None = None) -> None:
+        """Do now what the first batches would do: the per-run lookup tables, and the
+        linked template for each locale (default: the shop's)."""
+        self._personal.prepare()
+        for locale in locales or self.shop.locales:
+            self._linked_for(self.templates.get(template, locale), locale, now=True)
+
     @property
     def recommender(self) -> Recommender:
-        if self._recommender is None:
-            self._recommender = Recommender(self.data, self.as_of)
-        return self._recommender
+        return self._personal.recommender
 
     def locale_for(self, row: dict[str, Any], override: str | None = None) -> str:
         value = override or row.get("locale")
@@ -110,10 +113,10 @@ class Composer:
         """Render ``template`` for each (occurrence, customer row); errors are per customer.
         ``orders`` (customer → order) overrides the latest order, e.g. the triggering one."""
         ids = [str(row["customer_id"]) for _, row in rows]
-        given = orders or {}
-        orders = self._orders.for_customers([i for i in ids if i not in given])
-        orders.update({i: given[i] for i in ids if i in given})
-        recos = self.recommender.for_customers(ids)
+        latest, recos = self._personal.for_customers(ids)
+        if orders:
+            latest.update({i: orders[i] for i in ids if i in orders})
+        orders = latest
         out: list[Composed] = []
         base_url, mailto = self.shop.unsubscribe.base_url, self.shop.unsubscribe.mailto
         for occurrence, row in rows:

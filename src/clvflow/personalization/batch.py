@@ -1,0 +1,87 @@
+"""What a batch of messages needs from the shop's data, in one query per batch.
+
+A message needs the customer's latest order (``orders``) and recommendations
+(``recommendations``). On files (DuckDB) both are computed once per run into temporary
+tables; here they are joined once more into one, so a batch costs one query instead of
+two (about 2 ms each for 500 customers, mostly fixed cost). Elsewhere (a database) each
+is looked up as before.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from clvflow.data.sources import ShopData
+from clvflow.personalization.orders import OrderLookup, OrderView
+from clvflow.personalization.recommendations import Recommender
+
+
+class Personalization:
+    def __init__(self, data: ShopData, as_of: dt.datetime) -> None:
+        self.data = data
+        self.as_of = as_of
+        self.orders = OrderLookup(data, as_of)
+        self._recommender: Recommender | None = None
+        self._table: str | None = None
+
+    @property
+    def recommender(self) -> Recommender:
+        if self._recommender is None:
+            self._recommender = Recommender(self.data, self.as_of)
+        return self._recommender
+
+    def _joined(self) -> str | None:
+        """The temporary table of both (DuckDB, recommendations enabled), else None."""
+        if self._table is not None:
+            return self._table
+        con = self.data.con
+        if con is None or not self.recommender.enabled:
+            return None
+        orders, recommendations = self.orders.table(), self.recommender.table()
+        table = f"clvflow_personal_{uuid.uuid4().hex[:12]}"
+        con.execute(
+            f"""CREATE TEMP TABLE {table} AS
+                SELECT COALESCE(o.customer_id, r.customer_id) AS customer_id,
+                       o.order_id, o.placed_at, o.total, o.currency, o.items,
+                       r.customer_id IS NOT NULL AS buyer, r.scored, r.filled
+                FROM {orders} AS o FULL JOIN {recommendations} AS r
+                  ON r.customer_id = o.customer_id"""
+        )
+        self._table = table
+        return table
+
+    def prepare(self) -> None:
+        """Build the per-run tables now rather than on the first batch."""
+        self.orders.prepare()
+        self.recommender.prepare()
+        self._joined()
+
+    def for_customers(
+        self, customer_ids: Sequence[str]
+    ) -> tuple[dict[str, OrderView], dict[str, list[dict[str, Any]]]]:
+        """(customer → latest order, customer → recommendations) for a batch."""
+        table = self._joined()
+        if table is None or not customer_ids:
+            return (
+                self.orders.for_customers(customer_ids),
+                self.recommender.for_customers(customer_ids),
+            )
+        con = self.data.con
+        assert con is not None
+        rows = con.execute(
+            f"SELECT * FROM {table} WHERE customer_id IN (SELECT unnest($1::VARCHAR[]))",
+            [list(customer_ids)],
+        ).fetchall()
+        orders: dict[str, OrderView] = {}
+        chosen: dict[str, list[dict[str, Any]]] = {}
+        pick = self.recommender.pick
+        for cid, oid, placed, total, currency, items, buyer, scored, filled in rows:
+            if oid is not None:
+                orders[cid] = OrderView(oid, placed, total, currency, items or [])
+            if buyer:
+                chosen[cid] = pick(scored, filled)
+        fallback = self.recommender.fallback
+        return orders, {c: chosen[c] if c in chosen else fallback() for c in customer_ids}
