@@ -22,7 +22,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
 from clvflow.compliance.unsubscribe import Signer, list_unsubscribe_headers, make_token
-from clvflow.rendering.blanks import strip_line_end_blanks
+from clvflow.rendering.blanks import strip_line_end_blanks, trim_empty_lines
 from clvflow.rendering.codegen import escape_str
 from clvflow.rendering.environment import html_environment, text_environment
 from clvflow.rendering.filters import FILTERS, formatting
@@ -190,18 +190,22 @@ BLANK_CASES = [
     "{% for i in xs %} {% if i %}{{ i }}{% endif %} \n{% endfor %} {% if x %} {% endif %}\n",
     "{% for i in xs %}\n{{ i }}  {% else %} none {% endfor %}   {{ x }} \n",
     "x {% with y = 1 %} {% endwith %}\n{% set z %} a {% endset %}{{ z }} \n",
+    "\n\na\n\n{% if x %}\n\nb\n\n{% endif %}\n\n\nc{% for i in xs %}\n\n{{ i }}\n{% endfor %}\n\nd",
+    "a\n{% if x %}{{ x }}\n{% else %}\n\n{% endif %}\n\nb\n \n\n{{ x }}\n\n\n",
+    "{% for i in xs %}{% if i %}\n\n{% endif %}\n{{ i }}{% endfor %}\n\n\nz",
 ]
 
 
 @pytest.mark.parametrize("source", BLANK_CASES)
-def test_removing_line_end_blanks_keeps_the_tidied_text(source: str) -> None:
+def test_removing_blanks_and_empty_lines_keeps_the_tidied_text(source: str) -> None:
     env = text_environment(Path("."))
     written = env.from_string(source)
     tree = env.parse(source)
     strip_line_end_blanks(tree.body)
+    trim_empty_lines(tree.body)
     stripped = env.from_string(tree)
-    for xs in ([], [1], [0, 2, 3], ["", " ", "a"]):
-        for x in ("", " ", "v"):
+    for xs in ([], [1], [0, 2, 3], ["", " ", "a", "\n", "b\n\n"]):
+        for x in ("", " ", "v", "\n", "v\n\n"):
             a, b = written.render(xs=xs, x=x), stripped.render(xs=xs, x=x)
             assert tidy_text(b) == tidy_text(a), (xs, x)
 
@@ -223,3 +227,38 @@ def test_the_signer_and_the_header_shortcut_match(customer: str, campaign: str) 
     header = list_unsubscribe_headers("https://x/u/" + token, "u@x", token)["List-Unsubscribe"]
     assert header.endswith(f"?subject={quote(f'unsubscribe {token}')}>")
     assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", token)
+
+
+_PIECES = ["\n", "\n\n", "\n\n\n", " ", "  \n", "\xa0", "a", "b ", " c\n", "{{ x }}", "{{ y }}"]
+
+
+def _templates() -> st.SearchStrategy[str]:
+    leaf = st.lists(st.sampled_from(_PIECES), min_size=1, max_size=4).map("".join)
+
+    def wrap(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        two = st.tuples(inner, inner)
+        return st.one_of(
+            two.map(lambda p: p[0] + p[1]),
+            inner.map(lambda p: "{% if x %}" + p + "{% endif %}"),
+            two.map(lambda p: "{% if y %}" + p[0] + "{% else %}" + p[1] + "{% endif %}"),
+            inner.map(lambda p: "{% for i in xs %}" + p + "{{ i }}{% endfor %}"),
+            two.map(lambda p: "{% for i in xs %}" + p[0] + "{% else %}" + p[1] + "{% endfor %}"),
+            inner.map(lambda p: "{% with z = 1 %}" + p + "{% endwith %}"),
+        )
+
+    return st.recursive(leaf, wrap, max_leaves=8)
+
+
+@given(_templates())
+@settings(max_examples=300, deadline=None)
+def test_compile_time_tidying_never_changes_the_tidied_text(source: str) -> None:
+    env = text_environment(Path("."))
+    written = env.from_string(source)
+    tree = env.parse(source)
+    strip_line_end_blanks(tree.body)
+    trim_empty_lines(tree.body)
+    tidied = env.from_string(tree)
+    for xs in ([], ["\n"], ["", " a "], ["b\n\n", "\n \n"]):
+        for x, y in (("", ""), (" ", "v"), ("\n", "\n\n"), ("v \n", " "), ("w", "")):
+            a = written.render(xs=xs, x=x, y=y)
+            assert tidy_text(tidied.render(xs=xs, x=x, y=y)) == tidy_text(a), (xs, x, y)

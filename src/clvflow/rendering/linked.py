@@ -20,7 +20,7 @@ from typing import Any
 from jinja2 import nodes
 from jinja2.environment import Environment, Template
 
-from clvflow.rendering.blanks import strip_line_end_blanks
+from clvflow.rendering.blanks import strip_line_end_blanks, trim_empty_lines
 from clvflow.rendering.fold import fold
 from clvflow.rendering.linker import UnlinkableError, link
 
@@ -87,6 +87,7 @@ def link_parts(
     if text is not None:
         text_tree, text_hidden = _flat(text, constants, "_clvflow_t")
         strip_line_end_blanks(text_tree.body)
+        trim_empty_lines(text_tree.body)
         hidden = {**hidden, **text_hidden}
         plain = nodes.ScopedEvalContextModifier(
             [nodes.Keyword("autoescape", nodes.Const(False))], text_tree.body

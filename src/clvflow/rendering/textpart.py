@@ -39,12 +39,10 @@ def _converter() -> html2text.HTML2Text:
 def tidy_text(text: str) -> str:
     """No trailing blanks, at most one empty line in a row, one final newline.
 
-    (Per message, so C-level work only: three searches tell whether any line ends with a
-    blank — mostly not, see ``blanks`` — and if so, on the reversed text the blanks that
-    end a line follow its newline, and a pattern that starts with a newline is found fast.)"""
-    if " \n" in text or "\t\n" in text or "\xa0\n" in text:
-        text = _LINE_END_BLANKS.sub("\n", text[::-1])[::-1]
-    return _BLANKS.sub("\n\n", text).strip() + "\n"
+    (Per message, so C-level work only: on the reversed text the blanks that end a line
+    follow its newline, and patterns that start with a newline are found fast.)"""
+    reverse = _LINE_END_BLANKS.sub("\n", text[::-1])
+    return _BLANKS.sub("\n\n", reverse)[::-1].strip() + "\n"
 
 
 def _links(text: str) -> str:
