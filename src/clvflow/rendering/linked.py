@@ -45,7 +45,7 @@ class LinkedTemplate:
         """The subject (and NUL and the preheader) unfolded; Jinja's exceptions as they are."""
         head = self.head
         assert head is not None
-        return "".join(head.root_render_func(head.new_context(dict(context))))
+        return "".join(head.root_render_func(head.new_context(context)))  # type: ignore[arg-type]
 
     def render(self, context: dict[str, Any]) -> tuple[str, str | None]:
         """(HTML, text part or None); Jinja's exceptions as they are."""
