@@ -24,7 +24,6 @@ to customers who may get marketing mail, generated once into ``bench/.data/overh
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
 import os
@@ -41,13 +40,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
-DATA_ROOT = BENCH_DIR / ".data"
-TABLES = ("customers", "orders", "order_items", "products")
-SEED = 7
-REFERENCE = dt.date(2026, 11, 23)
-AS_OF = dt.datetime(2026, 11, 23, 10, 0)
+from eligible_shop import AS_OF, build_project, ensure_shop
+
 CAMPAIGN = "bench-thank-you"
 KEY = "SG.bench-overhead"
 TARGET_SHARE = 0.10
@@ -67,70 +61,6 @@ deployments:
           - {{name: A, template: thank_you, weight: 1}}
           - {{name: B, template: vip_thanks, weight: 1}}
 """
-SEGMENT = (
-    "description: every customer of the benchmark shop\nwhere:\n  customer_id: {is_set: true}\n"
-)
-
-
-def ensure_data(recipients: int) -> Path:
-    out = DATA_ROOT / f"overhead-{recipients}"
-    manifest = out / "manifest.json"
-    key = {"recipients": recipients, "seed": SEED, "reference": REFERENCE.isoformat()}
-    if manifest.is_file() and json.loads(manifest.read_text()).items() >= key.items():
-        print(f"data: reusing {out}")
-        return out
-    print(f"data: generating {out} ...", flush=True)
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, __file__, "--role", "data", "--recipients", str(recipients)], check=True
-    )
-    print(f"data: done in {time.perf_counter() - started:.1f} s")
-    return out
-
-
-def generate(recipients: int) -> None:
-    """A demo shop with spare customers; keep ``recipients`` who may get marketing mail."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from clvflow.demo.shop import ShopSize, generate_shop
-    from clvflow.planning.plan import address_is_valid
-
-    out = DATA_ROOT / f"overhead-{recipients}"
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    customers = math.ceil(recipients * 1.25) + 100
-    generate_shop(
-        tmp, reference=REFERENCE, seed=SEED,
-        size=ShopSize(customers=customers, orders=customers * 3), fmt="parquet",
-    )  # fmt: skip
-    table = pq.read_table(tmp / "customers.parquet")
-    consent = pc.fill_null(table["accepts_marketing"], True)
-    valid = pa.array([address_is_valid(str(e)) for e in table["email"].to_pylist()])
-    # no time zone column: every customer is in the shop's (no send window here anyway)
-    table = table.filter(pc.and_(consent, valid)).slice(0, recipients)
-    if table.num_rows < recipients:
-        raise SystemExit(f"only {table.num_rows} eligible customers")
-    pq.write_table(table, tmp / "customers.parquet")
-    key = {"recipients": recipients, "seed": SEED, "reference": REFERENCE.isoformat()}
-    (tmp / "manifest.json").write_text(json.dumps(key))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-
-
-def build_project(data_dir: Path, into: Path, batch_size: int) -> Path:
-    shutil.copytree(REPO / "templates", into / "templates")
-    shutil.copytree(REPO / "flows", into / "flows")
-    (into / "segments").mkdir()
-    (into / "segments" / "everyone.yaml").write_text(SEGMENT)
-    (into / "prefect.yaml").write_text(PREFECT_YAML)
-    config = (REPO / "clvflow.yaml").read_text(encoding="utf-8")
-    for table in TABLES:
-        config = config.replace(f"data/{table}.csv", str(data_dir / f"{table}.parquet"))
-    config = config.replace("batch_size: 500", f"batch_size: {batch_size}")
-    (into / "clvflow.yaml").write_text(config, encoding="utf-8")
-    return into
 
 
 def _children_cpu() -> float:
@@ -266,7 +196,7 @@ def run_side(
 def _run_side(
     role: str, data_dir: Path, folder: Path, api: str, batch_size: int, url: str
 ) -> dict[str, Any]:
-    project = build_project(data_dir, folder / "project", batch_size)
+    project = build_project(data_dir, folder / "project", PREFECT_YAML, batch_size=batch_size)
     out = folder / "result.json"
     env = {
         **os.environ,
@@ -294,13 +224,10 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=1, help="pairs of runs; best of each side")
-    parser.add_argument("--role", choices=["data", "plain", "prefect"], help=argparse.SUPPRESS)
+    parser.add_argument("--role", choices=["plain", "prefect"], help=argparse.SUPPRESS)
     parser.add_argument("--project", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.role == "data":
-        generate(args.recipients)
-        return
     if args.role in ("plain", "prefect"):
         child(args.role, args.project, args.out)
         return
@@ -308,7 +235,7 @@ def main() -> None:
     load_start = os.getloadavg()
     print(f"prefect overhead: {args.recipients:,} recipients, batches of {args.batch_size:,}, "
           f"load average {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}")  # fmt: skip
-    data_dir = ensure_data(args.recipients)
+    data_dir = ensure_shop("overhead", args.recipients)
     work = Path(tempfile.mkdtemp(prefix="clvflow-overhead-"))
     home = work / "server-home"
     home.mkdir()

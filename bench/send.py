@@ -25,9 +25,7 @@ customers who may get marketing mail, generated once into ``bench/.data/send-<n>
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import math
 import os
 import resource
 import shutil
@@ -42,13 +40,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
-DATA_ROOT = BENCH_DIR / ".data"
-TABLES = ("customers", "orders", "order_items", "products")
-SEED = 7
-REFERENCE = dt.date(2026, 11, 23)
-AS_OF = dt.datetime(2026, 11, 23, 10, 0)
+from eligible_shop import AS_OF, build_project, ensure_shop
+
 KEY = "SG.bench-key"
 CAMPAIGN = "bench-win-back"
 
@@ -67,77 +60,9 @@ deployments:
         resend: once
         promo: {{discount_percent: 15, min_order: 40, valid_days: 21, prefix: BACK}}
 """
-SEGMENT = (
-    "description: every customer in the benchmark shop\nwhere:\n  customer_id: {is_set: true}\n"
-)
 
 
 # --- data and project --------------------------------------------------------------------------
-
-
-def ensure_data(recipients: int, regenerate: bool) -> Path:
-    """The cached shop: ``recipients`` customers who may all get marketing mail."""
-    out = DATA_ROOT / f"send-{recipients}"
-    manifest = out / "manifest.json"
-    key = {"recipients": recipients, "seed": SEED, "reference": REFERENCE.isoformat()}
-    if (
-        not regenerate
-        and manifest.is_file()
-        and json.loads(manifest.read_text()).items() >= key.items()
-    ):
-        print(f"data: reusing {out}")
-        return out
-    shutil.rmtree(out, ignore_errors=True)
-    print(f"data: generating {out} ...", flush=True)
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, __file__, "--role", "data", "--recipients", str(recipients)], check=True
-    )
-    print(f"data: done in {time.perf_counter() - started:.1f} s")
-    return out
-
-
-def generate(recipients: int) -> None:
-    """Generate a demo shop with some spare customers, keep ``recipients`` eligible ones."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from clvflow.demo.shop import ShopSize, generate_shop
-    from clvflow.planning.plan import address_is_valid
-
-    out = DATA_ROOT / f"send-{recipients}"
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    customers = math.ceil(recipients * 1.25) + 100
-    size = ShopSize(customers=customers, orders=customers * 3)
-    generate_shop(tmp, reference=REFERENCE, seed=SEED, size=size, fmt="parquet")
-    table = pq.read_table(tmp / "customers.parquet")
-    consent = pc.fill_null(table["accepts_marketing"], True)
-    valid = [address_is_valid(str(e)) for e in table["email"].to_pylist()]
-    import pyarrow as pa
-
-    keep = pc.and_(consent, pa.array(valid))
-    table = table.filter(keep).slice(0, recipients)
-    if table.num_rows < recipients:
-        raise SystemExit(f"only {table.num_rows} eligible customers; raise the spare share")
-    pq.write_table(table, tmp / "customers.parquet")
-    key = {"recipients": recipients, "seed": SEED, "reference": REFERENCE.isoformat()}
-    (tmp / "manifest.json").write_text(json.dumps({**key, "generated_customers": customers}))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-
-
-def build_project(data_dir: Path, into: Path) -> Path:
-    """A project folder: the repository's templates and clvflow.yaml, one segment, one campaign."""
-    shutil.copytree(REPO / "templates", into / "templates")
-    (into / "segments").mkdir()
-    (into / "segments" / "everyone.yaml").write_text(SEGMENT)
-    (into / "prefect.yaml").write_text(PREFECT_YAML)
-    config = (REPO / "clvflow.yaml").read_text(encoding="utf-8")
-    for table in TABLES:
-        config = config.replace(f"data/{table}.csv", str(data_dir / f"{table}.parquet"))
-    (into / "clvflow.yaml").write_text(config, encoding="utf-8")
-    return into
 
 
 # --- the stand-in, in its own process -----------------------------------------------------------
@@ -517,7 +442,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--regenerate", action="store_true", help="rebuild the cached data")
     p.add_argument("--profile", action="store_true", help="cProfile clvflow's run as well")
     p.add_argument("--keep", action="store_true", help="keep the temporary project folder")
-    p.add_argument("--role", choices=("data", "clvflow", "naive"), help=argparse.SUPPRESS)
+    p.add_argument("--role", choices=("clvflow", "naive"), help=argparse.SUPPRESS)
     p.add_argument("--project", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--profile-out", type=Path, help=argparse.SUPPRESS)
@@ -526,8 +451,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.role == "data":
-        return generate(args.recipients)
     if args.role == "clvflow":
         return child_clvflow(args.project, args.out, args.profile_out, args.workers)
     if args.role == "naive":
@@ -537,10 +460,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"send benchmark: {args.recipients:,} recipients, clvflow via {mode}, "
           f"{os.cpu_count()} cores, "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")  # fmt: skip
-    data_dir = ensure_data(args.recipients, args.regenerate)
+    data_dir = ensure_shop("send", args.recipients, args.regenerate)
     work = Path(tempfile.mkdtemp(prefix="clvflow-send-bench-"))
     try:
-        project = build_project(data_dir, work / "project")
+        project = build_project(data_dir, work / "project", PREFECT_YAML)
         print("clvflow: running ...", flush=True)
         ours = run_side("clvflow", project, work, args)
         print(f"clvflow: {ours['wall']:.1f} s; naive: running ...", flush=True)
