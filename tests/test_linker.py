@@ -5,16 +5,21 @@ fails is rendered as written, so its error names the right file and line."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from clvflow.errors import TemplateError
+from clvflow.rendering.filters import formatting
 from clvflow.rendering.linked import LinkedTemplate, link_parts
 from clvflow.rendering.linker import UnlinkableError
 from clvflow.rendering.render import render_email
 from clvflow.rendering.templates import CompiledTemplate, TemplateLibrary
+from clvflow.rendering.textpart import tidy_text
 from tests.conftest import ROOT
 from tests.test_rendering_safety import SSTI_PAYLOADS, _context
 from tests.test_shipped_templates_content import LOCALES, NAMES, make_context
@@ -52,7 +57,7 @@ def test_every_shipped_template_links_and_renders_the_same(name: str, locale: st
     template = SHIPPED.get(name, locale)
     for context in _variants(locale):
         linked = _linked(template, context)
-        assert linked.applies(context)
+        assert linked.applies(context) and linked.merged
         assert render_email(template, context, linked) == render_email(template, context)
         # the linked template itself renders (not the fallback to the template as written)
         html, text = linked.render({**context, "subject": "s", "preheader": "p"})
@@ -86,7 +91,9 @@ MACROS = (
 )
 
 
-def _compose(tmp_path: Path, body: str, extra: dict[str, str] | None = None) -> CompiledTemplate:
+def _compose(
+    tmp_path: Path, body: str, extra: dict[str, str] | None = None, imports: str = ""
+) -> CompiledTemplate:
     files = {
         "layouts/base.html.j2": LAYOUT,
         "partials/foot.html.j2": FOOT,
@@ -94,16 +101,27 @@ def _compose(tmp_path: Path, body: str, extra: dict[str, str] | None = None) -> 
         "t.html.j2": '---\nsubject: "Hi {{ customer.first_name }}"\n---\n'
         '{% extends "layouts/base.html.j2" %}\n'
         '{% from "partials/macros.html.j2" import card, grid %}\n'
-        "{% block content %}" + body + "{% endblock %}\n",
+        + imports
+        + "{% block content %}"
+        + body
+        + "{% endblock %}\n",
         **(extra or {}),
     }
     return _library(tmp_path, files).get("t", "en")
 
 
 def _same(template: CompiledTemplate, context: dict[str, Any]) -> str:
+    """Linked and as written give the same email, and the linked template itself renders
+    it (no fallback to the template as written)."""
     linked = _linked(template, context)
     fast = render_email(template, context, linked)
-    assert fast == render_email(template, context)
+    written = render_email(template, context)
+    assert fast == written
+    with formatting(context["locale"], context["currency"]):
+        full = {**context, "subject": written.subject, "preheader": written.preheader}
+        html, text = linked.render(full)
+    assert text is not None and tidy_text(text) == written.text
+    assert html == written.html or not template.css_inlined  # else inlined per message
     return fast.html
 
 
@@ -230,3 +248,81 @@ def test_an_empty_preheader_links_like_none(tmp_path: Path) -> None:
     email = render_email(template, context, _linked(template, context))
     assert email == render_email(template, context)
     assert email.subject == "Hi Ann" and email.preheader is None
+
+
+def test_parts_that_differ_in_their_statements_render_one_after_the_other(
+    tmp_path: Path,
+) -> None:
+    # an {% if %} inside an attribute is not in the text part: the parts cannot be merged
+    body = '<p class="{% if customer.first_name %}named{% endif %}">{{ grid(items, "T") }}</p>'
+    template = _compose(tmp_path, body)
+    context = {**_context(), "items": ITEMS}
+    assert not _linked(template, context).merged
+    assert "named" in _same(template, context)
+
+
+def test_a_macro_that_changes_its_files_state_is_refused(tmp_path: Path) -> None:
+    counter = (
+        "{% set seen = namespace(n=0) %}"
+        "{% macro count() %}{% set seen.n = seen.n + 1 %}<p>{{ seen.n }}</p>{% endmacro %}"
+    )
+    imports = '{% from "partials/count.html.j2" import count %}'
+    body = "{{ count() }}{{ count() }}"
+    template = _compose(tmp_path, body, {"partials/count.html.j2": counter}, imports)
+    context = {**_context(), "items": ITEMS}
+    with pytest.raises(UnlinkableError, match="changes seen"):
+        _linked(template, context)
+    assert "<p>1</p><p>2</p>" in render_email(template, context).html
+
+
+def test_objects_of_a_partial_stay_each_parts_own(tmp_path: Path) -> None:
+    settings = '{% set cfg = namespace(sep="·") %}{% macro sep() %}[{{ cfg.sep }}]{% endmacro %}'
+    imports = '{% from "partials/sep.html.j2" import sep %}'
+    body = '{{ sep() }}{{ grid(items, "T") }}'
+    template = _compose(tmp_path, body, {"partials/sep.html.j2": settings}, imports)
+    context = {**_context(), "items": ITEMS}
+    # the HTML and the text part each read their own file's namespace (two objects, never
+    # taken for one value)
+    assert "[·]" in _same(template, context)
+
+
+_SNIPPETS = [
+    "<p>Hi {{ customer.first_name }}</p>",
+    "<h2>{{ shop.name }}</h2>\n",
+    '<p><a href="{{ shop.url }}">{{ customer.first_name or "you" }}</a></p>',
+    "<p>{{ n | money }}<br>{{ locale }}</p>",
+    "\n\n",
+    " ",
+    "<ul><li>a</li></ul>",
+    "{{ card(items[0]) }}",
+]
+
+
+def _bodies() -> st.SearchStrategy[str]:
+    leaf = st.lists(st.sampled_from(_SNIPPETS), min_size=1, max_size=3).map("".join)
+
+    def wrap(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        two = st.tuples(inner, inner)
+        return st.one_of(
+            two.map(lambda p: p[0] + p[1]),
+            two.map(lambda p: "{% if flag %}" + p[0] + "{% else %}" + p[1] + "{% endif %}"),
+            inner.map(lambda p: "{% for x in items %}<p>{{ x.kind }}</p>" + p + "{% endfor %}"),
+            inner.map(
+                lambda p: "{% set n = 2.5 %}{% with flag = not flag %}" + p + "{% endwith %}"
+            ),
+            inner.map(lambda p: '{{ grid(items, "T") }}' + p),
+        )
+
+    return st.recursive(leaf, wrap, max_leaves=6)
+
+
+@given(_bodies(), st.booleans(), st.sampled_from(["en", "hu"]))
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_generated_templates_link_to_the_same_email(
+    tmp_path: Path, body: str, flag: bool, locale: str
+) -> None:
+    template = _compose(tmp_path / uuid.uuid4().hex, body)
+    context = {**_context(), "items": ITEMS, "flag": flag, "n": 3, "locale": locale}
+    _same(template, context)

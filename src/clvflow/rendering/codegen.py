@@ -29,6 +29,9 @@ from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 
 _DICT_ATTRIBUTES = frozenset(dir(dict))
+TEXT_BUFFER = "_jx_text"  # the text part's list in a merged template (``merge``)
+TEXT_PART = "clvflow_text_part"  # marks of output nodes (``merge``)
+TEXT_START = "clvflow_text_start"
 
 
 def _escape_str(value: str) -> str:
@@ -72,6 +75,22 @@ class FastCodeGenerator(CodeGenerator):
         self.write(").__class__ is str else escape(_jx))")
 
     def visit_Output(self, node: nodes.Output, frame: Frame) -> None:  # noqa: N802
+        buffer = getattr(node, TEXT_START, None)
+        if buffer is not None:  # ``merge``: the list the text part is written to
+            self.writeline(f"{TEXT_BUFFER} = context.vars[{buffer!r}] = []")
+        elif getattr(node, TEXT_PART, False):  # ``merge``: text, unescaped, to that list
+            eval_ctx = frame.eval_ctx
+            saved = eval_ctx.autoescape
+            eval_ctx.autoescape = False
+            try:
+                self._output(node, frame, f"{TEXT_BUFFER}.append(", ")")
+            finally:
+                eval_ctx.autoescape = saved
+        else:
+            start = "yield " if frame.buffer is None else f"{frame.buffer}.append("
+            self._output(node, frame, start, "" if frame.buffer is None else ")")
+
+    def _output(self, node: nodes.Output, frame: Frame, start: str, end: str) -> None:
         if frame.require_output_check:
             # A top-level extends is known to exist at compile time.
             if self.has_known_extends:
@@ -95,8 +114,6 @@ class FastCodeGenerator(CodeGenerator):
             else:
                 body.append([const])
 
-        start = "yield " if frame.buffer is None else f"{frame.buffer}.append("
-        end = "" if frame.buffer is None else ")"
         dynamic = [item for item in body if not isinstance(item, list)]
         if not body:
             pass

@@ -2,13 +2,14 @@
 
 ``linker`` flattens each part (layout, includes, macros), ``fold`` puts the locale and the
 shop's values in; here both parts become one template, so a message costs one Jinja render
-(one context, one pass over the names it reads) instead of two:
+instead of two. Mostly the parts' statements are the same and ``merge`` shares them (each
+test, loop and shared value runs once, the text goes to its own list); otherwise the text
+part follows the HTML in its own scope, unescaped as in its own environment:
 
     {% scope %}<the HTML part>{% endscope %}
     {% set _clvflow_text %}{% autoescape false %}<the text part>{% endautoescape %}{% endset %}
 
-The text part keeps its own scope and no escaping, as in its own environment. A
-``LinkedTemplate`` is used only for contexts with the locale and shop it was made for.
+A ``LinkedTemplate`` is used only for contexts with the locale and shop it was made for.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from jinja2.environment import Environment, Template
 from clvflow.rendering.blanks import strip_line_end_blanks, trim_empty_lines
 from clvflow.rendering.fold import fold
 from clvflow.rendering.linker import UnlinkableError, link
+from clvflow.rendering.merge import UnmergeableError, merge_parts
 
 TEXT = "_clvflow_text"  # the variable the text part is captured in
 
@@ -36,6 +38,7 @@ class LinkedTemplate:
     locale: str
     shop: Mapping[str, Any]
     head: Template | None = None  # subject (NUL preheader), the locale and shop folded in
+    merged: bool = False  # HTML and text share their statements (``merge``)
 
     def applies(self, context: Mapping[str, Any]) -> bool:
         shop = context.get("shop")
@@ -52,7 +55,10 @@ class LinkedTemplate:
         template = self.template
         ctx = template.new_context(context)
         html = "".join(template.root_render_func(ctx))
-        return html, "".join((ctx.vars[TEXT],)) if self.has_text else None
+        if not self.has_text:
+            return html, None
+        text = ctx.vars[TEXT]  # the merged parts' list, or the text captured after the HTML
+        return html, "".join(text if type(text) is list else (text,))
 
 
 def _flat(template: Template, constants: Mapping[str, Any], prefix: str) -> tuple[Any, Any]:
@@ -82,17 +88,22 @@ def link_parts(
     either part cannot be linked); ``head``: the environment and source of its subject
     (and NUL and preheader), folded too."""
     constants = {"locale": locale, "shop": shop}
+    merged = False
     html_tree, hidden = _flat(html, constants, "_clvflow_h")
     body: list[nodes.Node] = [nodes.Scope(html_tree.body)]
     if text is not None:
         text_tree, text_hidden = _flat(text, constants, "_clvflow_t")
         strip_line_end_blanks(text_tree.body)
         trim_empty_lines(text_tree.body)
+        try:
+            body = merge_parts(html_tree.body, text_tree.body, hidden, text_hidden, TEXT)
+            merged = True
+        except UnmergeableError:  # one after the other
+            plain = nodes.ScopedEvalContextModifier(
+                [nodes.Keyword("autoescape", nodes.Const(False))], text_tree.body
+            )
+            body.append(nodes.AssignBlock(nodes.Name(TEXT, "store"), None, [plain]))
         hidden = {**hidden, **text_hidden}
-        plain = nodes.ScopedEvalContextModifier(
-            [nodes.Keyword("autoescape", nodes.Const(False))], text_tree.body
-        )
-        body.append(nodes.AssignBlock(nodes.Name(TEXT, "store"), None, [plain]))
     env = html.environment
     name = html.name
     assert name is not None
@@ -104,4 +115,4 @@ def link_parts(
     code = env.compile(tree, name, loader.get_source(env, name)[1])
     template = env.template_class.from_code(env, code, env.make_globals(hidden))
     folded_head = folded_string(*head, constants) if head is not None else None
-    return LinkedTemplate(template, text is not None, locale, shop, folded_head)
+    return LinkedTemplate(template, text is not None, locale, shop, folded_head, merged)

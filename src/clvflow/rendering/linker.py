@@ -410,6 +410,10 @@ def _closed(partial: str, macro: str, stmts: list[Any], bound: set[str]) -> None
                 block(node.body, names)
             elif isinstance(node, nodes.Assign):
                 expr(node.node, names)
+                refs = [node.target, *node.target.find_all(nodes.NSRef)]
+                for ref in refs:  # {% set ns.x = ... %}: ns must be the body's own
+                    if isinstance(ref, nodes.NSRef) and ref.name not in names:
+                        raise UnlinkableError(f"{partial}: {macro} changes {ref.name}")
                 names |= assigned_names(node.target)
             else:
                 raise UnlinkableError(f"{partial}: {macro}: {type(node).__name__}")
