@@ -33,7 +33,7 @@ def _linked(template: CompiledTemplate, context: dict[str, Any]) -> LinkedTempla
         template.text,
         context["locale"],
         context["shop"],
-        (template.subject.environment, template.head_source),
+        (template.subject.environment, template.head_source, template.preheader is not None),
     )
 
 
@@ -60,8 +60,8 @@ def test_every_shipped_template_links_and_renders_the_same(name: str, locale: st
         assert linked.applies(context) and linked.merged
         assert render_email(template, context, linked) == render_email(template, context)
         # the linked template itself renders (not the fallback to the template as written)
-        html, text = linked.render({**context, "subject": "s", "preheader": "p"})
-        assert html.count("<html") == 1 and text
+        subject, _, html, text = linked.render(context)
+        assert subject and html.count("<html") == 1 and text
 
 
 def _library(tmp_path: Path, files: dict[str, str]) -> TemplateLibrary:
@@ -118,8 +118,8 @@ def _same(template: CompiledTemplate, context: dict[str, Any]) -> str:
     written = render_email(template, context)
     assert fast == written
     with formatting(context["locale"], context["currency"]):
-        full = {**context, "subject": written.subject, "preheader": written.preheader}
-        html, text = linked.render(full)
+        subject, preheader, html, text = linked.render(context)
+    assert (subject, preheader) == (written.subject, written.preheader)
     assert text is not None and tidy_text(text) == written.text
     assert html == written.html or not template.css_inlined  # else inlined per message
     return fast.html
@@ -146,7 +146,7 @@ def test_a_failing_linked_message_reports_the_file_and_line_as_written(tmp_path:
     context = {**_context(), "items": ITEMS}
     linked = _linked(template, context)
     with pytest.raises(Exception):  # noqa: B017 (Jinja's own error, whatever its type)
-        linked.render({**context, "subject": "s", "preheader": None})
+        linked.render(context)
     with pytest.raises(TemplateError) as info:
         render_email(template, context, linked)
     assert info.value.path is not None and info.value.path.name == "t.html.j2"
@@ -163,7 +163,7 @@ def test_injection_payloads_fail_inside_the_linked_template(tmp_path: Path, payl
         linked = None
     if linked is not None:
         with pytest.raises(Exception):  # noqa: B017 (blocked inside the linked template itself)
-            linked.render({**context, "subject": "s", "preheader": None})
+            linked.render(context)
     with pytest.raises(TemplateError):
         render_email(template, context, linked)
 
@@ -326,3 +326,19 @@ def test_generated_templates_link_to_the_same_email(
     template = _compose(tmp_path / uuid.uuid4().hex, body)
     context = {**_context(), "items": ITEMS, "flag": flag, "n": 3, "locale": locale}
     _same(template, context)
+
+
+def test_a_nul_inside_the_subject_renders_as_written(tmp_path: Path) -> None:
+    files = {
+        "t.html.j2": '---\nsubject: "Hi {{ customer.first_name }}"\npreheader: "For {{ shop.name }}"'
+        f"\n---\n<p>x</p>{FOOT}\n",
+        "partials/foot.html.j2": FOOT,
+    }
+    template = _library(tmp_path, files).get("t", "en")
+    context = {**_context(first_name="A\x00B"), "mark": "m"}
+    linked = _linked(template, context)
+    with pytest.raises(ValueError, match="NUL"):
+        linked.render(context)
+    email = render_email(template, context, linked)
+    assert email == render_email(template, context)
+    assert email.preheader == "For Shop"

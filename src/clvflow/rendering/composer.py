@@ -75,7 +75,11 @@ class Composer:
                 compiled.text,
                 locale,
                 self._shop_context,
-                (compiled.subject.environment, compiled.head_source),
+                (
+                    compiled.subject.environment,
+                    compiled.head_source,
+                    compiled.preheader is not None,
+                ),
             )
         except UnlinkableError:
             linked = None

@@ -25,40 +25,55 @@ from clvflow.rendering.blanks import strip_line_end_blanks, trim_empty_lines
 from clvflow.rendering.fold import fold
 from clvflow.rendering.linker import UnlinkableError, link
 from clvflow.rendering.merge import UnmergeableError, merge_parts
+from clvflow.rendering.textpart import header_text
 
 TEXT = "_clvflow_text"  # the variable the text part is captured in
 
 
+HEAD = "_clvflow_head"  # the variable the subject (NUL preheader) is captured in
+SPLIT = "_clvflow_split"  # the filter that makes that the subject and the preheader
+
+
+def split_head(both: str, has_preheader: bool) -> tuple[str, str | None]:
+    """``render._head`` from one rendering: header text of the subject, and of the
+    preheader after the one NUL (a NUL inside the values fails: rendered as written)."""
+    both = str(both)  # captured as Markup: its methods wrap every piece
+    if not has_preheader:
+        return header_text(both), None
+    subject, nul, preheader = both.partition("\x00")
+    if not nul or "\x00" in preheader:
+        raise ValueError("a NUL inside the subject or the preheader")
+    return header_text(subject), header_text(preheader)
+
+
 @dataclass(frozen=True)
 class LinkedTemplate:
-    """One template giving the HTML (output) and the text part (``TEXT``, if any)."""
+    """One template giving the subject and preheader, the HTML (output) and the text
+    part (``TEXT``, if any)."""
 
     template: Template
     has_text: bool
     locale: str
     shop: Mapping[str, Any]
-    head: Template | None = None  # subject (NUL preheader), the locale and shop folded in
     merged: bool = False  # HTML and text share their statements (``merge``)
 
     def applies(self, context: Mapping[str, Any]) -> bool:
         shop = context.get("shop")
         return context.get("locale") == self.locale and (shop is self.shop or shop == self.shop)
 
-    def render_head(self, context: Mapping[str, Any]) -> str:
-        """The subject (and NUL and the preheader) unfolded; Jinja's exceptions as they are."""
-        head = self.head
-        assert head is not None
-        return "".join(head.root_render_func(head.new_context(context)))  # type: ignore[arg-type]
-
-    def render(self, context: dict[str, Any]) -> tuple[str, str | None]:
-        """(HTML, text part or None); Jinja's exceptions as they are."""
+    def render(self, context: Mapping[str, Any]) -> tuple[str, str | None, str, str | None]:
+        """(subject, preheader, HTML, text part or None) for a message's context (without
+        ``subject`` and ``preheader``: they are rendered here); Jinja's exceptions as they
+        are."""
         template = self.template
-        ctx = template.new_context(context)
+        ctx = template.new_context(context)  # type: ignore[arg-type]
         html = "".join(template.root_render_func(ctx))
+        found = ctx.vars
         if not self.has_text:
-            return html, None
-        text = ctx.vars[TEXT]  # the merged parts' list, or the text captured after the HTML
-        return html, "".join(text if type(text) is list else (text,))
+            return found["subject"], found["preheader"], html, None
+        text = found[TEXT]  # the merged parts' list, or the text captured after the HTML
+        joined = "".join(text if type(text) is list else (text,))
+        return found["subject"], found["preheader"], html, joined
 
 
 def _flat(template: Template, constants: Mapping[str, Any], prefix: str) -> tuple[Any, Any]:
@@ -69,12 +84,21 @@ def _flat(template: Template, constants: Mapping[str, Any], prefix: str) -> tupl
     return fold(env, template.name, tree, constants, hidden, prefix), hidden
 
 
-def folded_string(env: Environment, source: str, constants: Mapping[str, Any]) -> Template:
-    """A template from a string (a subject) with ``constants`` folded in."""
+def _unescaped(body: list[nodes.Node]) -> nodes.ScopedEvalContextModifier:
+    return nodes.ScopedEvalContextModifier([nodes.Keyword("autoescape", nodes.Const(False))], body)
+
+
+def _head(
+    env: Environment, source: str, constants: Mapping[str, Any], preheader: bool
+) -> tuple[list[nodes.Node], dict[str, Any]]:
+    """The statements that render the subject (NUL preheader) with ``constants`` folded in
+    and set ``subject`` and ``preheader`` as ``render._head`` does."""
     hidden: dict[str, Any] = {}
     tree = fold(env, "<head>", env.parse(source), constants, hidden, "_clvflow_s")
-    tree.set_environment(env)
-    return env.template_class.from_code(env, env.compile(tree), env.make_globals(hidden))
+    capture = nodes.AssignBlock(nodes.Name(HEAD, "store"), None, [_unescaped(tree.body)])
+    names = nodes.Tuple([nodes.Name("subject", "store"), nodes.Name("preheader", "store")], "store")
+    split = nodes.Filter(nodes.Name(HEAD, "load"), SPLIT, [nodes.Const(preheader)], [], None, None)
+    return [capture, nodes.Assign(names, split)], hidden
 
 
 def link_parts(
@@ -82,11 +106,11 @@ def link_parts(
     text: Template | None,
     locale: str,
     shop: Mapping[str, Any],
-    head: tuple[Environment, str] | None = None,
+    head: tuple[Environment, str, bool],
 ) -> LinkedTemplate:
-    """The HTML and text templates of a compiled template as one (``UnlinkableError`` if
-    either part cannot be linked); ``head``: the environment and source of its subject
-    (and NUL and preheader), folded too."""
+    """The subject, HTML and text templates of a compiled template as one
+    (``UnlinkableError`` if a part cannot be linked); ``head``: the environment and source
+    of its subject (NUL preheader), and whether there is a preheader."""
     constants = {"locale": locale, "shop": shop}
     merged = False
     html_tree, hidden = _flat(html, constants, "_clvflow_h")
@@ -99,12 +123,14 @@ def link_parts(
             body = merge_parts(html_tree.body, text_tree.body, hidden, text_hidden, TEXT)
             merged = True
         except UnmergeableError:  # one after the other
-            plain = nodes.ScopedEvalContextModifier(
-                [nodes.Keyword("autoescape", nodes.Const(False))], text_tree.body
-            )
+            plain = _unescaped(text_tree.body)
             body.append(nodes.AssignBlock(nodes.Name(TEXT, "store"), None, [plain]))
         hidden = {**hidden, **text_hidden}
+    head_statements, head_hidden = _head(*head[:2], constants, head[2])
+    body = [*head_statements, *body]
+    hidden = {**hidden, **head_hidden}
     env = html.environment
+    env.filters.setdefault(SPLIT, split_head)
     name = html.name
     assert name is not None
     tree = nodes.Template(body)
@@ -114,5 +140,4 @@ def link_parts(
     assert loader is not None
     code = env.compile(tree, name, loader.get_source(env, name)[1])
     template = env.template_class.from_code(env, code, env.make_globals(hidden))
-    folded_head = folded_string(*head, constants) if head is not None else None
-    return LinkedTemplate(template, text is not None, locale, shop, folded_head, merged)
+    return LinkedTemplate(template, text is not None, locale, shop, merged)

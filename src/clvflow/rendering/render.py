@@ -16,7 +16,15 @@ from clvflow.errors import TemplateError
 from clvflow.rendering.filters import formatting
 from clvflow.rendering.linked import LinkedTemplate
 from clvflow.rendering.templates import CompiledTemplate, template_location
-from clvflow.rendering.textpart import html_to_text, tidy_text
+from clvflow.rendering.textpart import header_text, html_to_text, tidy_text
+
+__all__ = [  # header_text is used from here by delivery too
+    "RenderedEmail",
+    "check_compliance",
+    "header_text",
+    "naive_email",
+    "render_email",
+]
 
 
 @dataclass(frozen=True)
@@ -28,11 +36,6 @@ class RenderedEmail:
     kind: str
     template: str
     locale: str | None
-
-
-def header_text(value: str) -> str:
-    """One line for a header: CR, LF and other whitespace runs become single spaces."""
-    return " ".join(value.split())
 
 
 _INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
@@ -49,30 +52,17 @@ def _head(template: CompiledTemplate, context: Mapping[str, Any]) -> tuple[str, 
     return subject, preheader
 
 
-def _linked_head(
-    linked: LinkedTemplate, template: CompiledTemplate, context: Mapping[str, Any]
-) -> tuple[str, str | None]:
-    """``_head`` from the linked (folded) subject; as written when that fails."""
+def _linked_parts(
+    linked: LinkedTemplate, context: Mapping[str, Any]
+) -> tuple[str, str | None, str, str | None] | None:
+    """Subject, preheader, HTML and text (None: derive it from the HTML) from the linked
+    template, or None when it fails: the message is then rendered as written, which
+    reports the error."""
     try:
-        both = linked.render_head(context)
-    except Exception:  # rendered again as written, which raises with file and line
-        return _head(template, context)
-    if template.preheader is None:
-        return header_text(both), None
-    subject, nul, preheader = both.partition("\x00")
-    if nul and "\x00" not in preheader:
-        return header_text(subject), header_text(preheader)
-    return _head(template, context)
-
-
-def _linked_parts(linked: LinkedTemplate, full: dict[str, Any]) -> tuple[str, str | None] | None:
-    """HTML and text (None: derive it from the HTML) from the linked template, or None when
-    it fails: the message is then rendered as written, which reports the error."""
-    try:
-        body, text = linked.render(full)
+        subject, preheader, body, text = linked.render(context)
     except Exception:  # rendered again as written, which raises with file and line
         return None
-    return body, tidy_text(text) if text is not None else None
+    return subject, preheader, body, tidy_text(text) if text is not None else None
 
 
 def render_email(
@@ -86,18 +76,16 @@ def render_email(
     this context's locale and shop; the output is the same, in a third of the time."""
     try:
         with formatting(context.get("locale"), context.get("currency")):
-            fast = linked is not None and linked.applies(context)
-            if fast and linked is not None and linked.head is not None:
-                subject, preheader = _linked_head(linked, template, context)
-            else:
-                subject, preheader = _head(template, context)
-            full = {**context, "subject": subject, "preheader": preheader}
-            parts = _linked_parts(linked, full) if fast and linked is not None else None
+            parts = None
+            if linked is not None and linked.applies(context):
+                parts = _linked_parts(linked, context)
             if parts is None:
+                subject, preheader = _head(template, context)
+                full = {**context, "subject": subject, "preheader": preheader}
                 body = template.html.render(full)
                 text = tidy_text(template.text.render(full)) if template.text else None
             else:
-                body, text = parts
+                subject, preheader, body, text = parts
             if text is None:
                 text = html_to_text(body)
     except SecurityError as exc:
@@ -152,7 +140,9 @@ _SPECIAL = frozenset("&<>\"'")
 
 @lru_cache(maxsize=256)
 def _escaped_forms(value: str) -> tuple[str, ...]:
-    return tuple({value, html.escape(value), html.escape(value, quote=False)})
+    """The forms to look for, the one an autoescaped template prints first."""
+    forms = (html.escape(value, quote=False), html.escape(value), value)
+    return tuple(dict.fromkeys(forms))
 
 
 def _shows(markup: str, value: str) -> bool:

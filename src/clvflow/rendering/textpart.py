@@ -36,6 +36,11 @@ def _converter() -> html2text.HTML2Text:
     return converter
 
 
+def header_text(value: str) -> str:
+    """One line for a header: CR, LF and other whitespace runs become single spaces."""
+    return " ".join(value.split())
+
+
 def tidy_text(text: str) -> str:
     """No trailing blanks, at most one empty line in a row, one final newline.
 
