@@ -342,3 +342,33 @@ def test_a_nul_inside_the_subject_renders_as_written(tmp_path: Path) -> None:
     email = render_email(template, context, linked)
     assert email == render_email(template, context)
     assert email.preheader == "For Shop"
+
+
+@pytest.mark.parametrize(
+    ("source", "reads"),
+    [
+        ("{{ order.order_id }} {{ order['total'] | money }}", False),
+        ("{% if order %}{{ order.placed_at | date }}{% endif %}{{ 'x' if not order }}", False),
+        ("{{ order is none }}", False),
+        ("{{ order.items }}", True),
+        ("{% for i in order['items'] %}{{ i.name }}{% endfor %}", True),
+        ("{{ order }}", True),
+        ("{{ order or 'none' }}", True),
+        ("{{ order | tojson }}", True),
+        ("{% set o = order %}{{ o.total }}", True),
+        ("{% set order = customer %}{{ order.total }}", True),
+        ("{{ order[customer.first_name] }}", True),
+        ("{{ order == none }}", True),
+    ],
+)
+def test_which_templates_read_the_order_lines(source: str, reads: bool) -> None:
+    from clvflow.rendering.environment import html_environment
+    from clvflow.rendering.linked import reads_order_items
+
+    assert reads_order_items(html_environment(ROOT).parse(source)) is reads
+
+
+def test_the_shipped_templates_that_read_order_lines(tmp_path: Path) -> None:
+    context = make_context("en")
+    reading = {n for n in NAMES if _linked(SHIPPED.get(n, "en"), context).reads_items}
+    assert reading == {"thank_you"}

@@ -265,3 +265,22 @@ def test_one_query_per_batch_gives_what_the_two_lookups_give(
         assert len(orders) > 100 and len(recos) == len(ids)
     finally:
         data.close()
+
+
+def test_a_batch_without_order_lines(make_project: ProjectFactory) -> None:
+    from clvflow.personalization.batch import Personalization
+
+    data = open_shop_data(Project.load(make_project(FILES)))
+    try:
+        ids = sorted(EXPECTED)
+        lookup = Personalization(data, AS_OF)
+        with_lines, recos = lookup.for_customers(ids)
+        without, same_recos = lookup.for_customers(ids, items=False)
+    finally:
+        data.close()
+    assert recos == same_recos and set(without) == set(with_lines) == {"X1", "X2", "X4", "X5", "X7"}
+    assert all(o.items == [] for o in without.values())
+    assert {c: (o.order_id, o.total) for c, o in without.items()} == {
+        c: (o.order_id, o.total) for c, o in with_lines.items()
+    }
+    assert [i["product_id"] for i in with_lines["X7"].items] == ["P1", "P2", "P3", "P4"]

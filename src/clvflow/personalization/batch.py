@@ -60,9 +60,10 @@ class Personalization:
         self._joined()
 
     def for_customers(
-        self, customer_ids: Sequence[str]
+        self, customer_ids: Sequence[str], items: bool = True
     ) -> tuple[dict[str, OrderView], dict[str, list[dict[str, Any]]]]:
-        """(customer → latest order, customer → recommendations) for a batch."""
+        """(customer → latest order, customer → recommendations) for a batch; without
+        ``items`` the orders come without their lines (for templates that read none)."""
         table = self._joined()
         if table is None or not customer_ids:
             return (
@@ -71,16 +72,18 @@ class Personalization:
             )
         con = self.data.con
         assert con is not None
+        lines = "items" if items else "NULL"
         rows = con.execute(
-            f"SELECT * FROM {table} WHERE customer_id IN (SELECT unnest($1::VARCHAR[]))",
+            f"SELECT customer_id, order_id, placed_at, total, currency, {lines}, buyer, scored, "
+            f"filled FROM {table} WHERE customer_id IN (SELECT unnest($1::VARCHAR[]))",
             [list(customer_ids)],
         ).fetchall()
         orders: dict[str, OrderView] = {}
         chosen: dict[str, list[dict[str, Any]]] = {}
         pick = self.recommender.pick
-        for cid, oid, placed, total, currency, items, buyer, scored, filled in rows:
+        for cid, oid, placed, total, currency, found, buyer, scored, filled in rows:
             if oid is not None:
-                orders[cid] = OrderView(oid, placed, total, currency, items or [])
+                orders[cid] = OrderView(oid, placed, total, currency, found or [])
             if buyer:
                 chosen[cid] = pick(scored, filled)
         fallback = self.recommender.fallback

@@ -117,7 +117,10 @@ class Composer:
         """Render ``template`` for each (occurrence, customer row); errors are per customer.
         ``orders`` (customer → order) overrides the latest order, e.g. the triggering one."""
         ids = [str(row["customer_id"]) for _, row in rows]
-        latest, recos = self._personal.for_customers(ids)
+        chosen_locales = {self.locale_for(row, locale) for _, row in rows}
+        linked = [self._linked.get((template, loc)) for loc in chosen_locales]
+        items = any(t is None or t.reads_items for t in linked)  # else no order lines
+        latest, recos = self._personal.for_customers(ids, items)
         if orders:
             latest.update({i: orders[i] for i in ids if i in orders})
         orders = latest

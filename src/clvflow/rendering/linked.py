@@ -23,7 +23,7 @@ from jinja2.environment import Environment, Template
 
 from clvflow.rendering.blanks import strip_line_end_blanks, trim_empty_lines
 from clvflow.rendering.fold import fold
-from clvflow.rendering.linker import UnlinkableError, link
+from clvflow.rendering.linker import UnlinkableError, assigned_names, link
 from clvflow.rendering.merge import UnmergeableError, merge_parts
 from clvflow.rendering.textpart import header_text
 
@@ -56,6 +56,7 @@ class LinkedTemplate:
     locale: str
     shop: Mapping[str, Any]
     merged: bool = False  # HTML and text share their statements (``merge``)
+    reads_items: bool = True  # may read the order's lines (``reads_order_items``)
 
     def applies(self, context: Mapping[str, Any]) -> bool:
         shop = context.get("shop")
@@ -82,6 +83,30 @@ def _flat(template: Template, constants: Mapping[str, Any], prefix: str) -> tupl
     env = template.environment
     tree, hidden = link(env, template.name, prefix)
     return fold(env, template.name, tree, constants, hidden, prefix), hidden
+
+
+def reads_order_items(tree: nodes.Template) -> bool:
+    """Whether the template may read ``order.items``: it does, or it uses ``order`` other
+    than by a field (``order.total``, ``order["order_id"]``) or as a condition (``{% if
+    order %}``, ``not order``, ``order is none``). Lets a batch skip fetching the lines."""
+    if "order" in assigned_names(tree):
+        return True
+    safe: set[int] = set()
+    for node in tree.find_all(nodes.Node):
+        if isinstance(node, nodes.Getattr) and node.attr != "items":
+            safe.add(id(node.node))
+        elif isinstance(node, nodes.Getitem):
+            arg = node.arg
+            if isinstance(arg, nodes.Const) and isinstance(arg.value, str) and arg.value != "items":
+                safe.add(id(node.node))
+        elif isinstance(node, nodes.If | nodes.CondExpr):
+            safe.add(id(node.test))
+        elif isinstance(node, nodes.Not | nodes.Test):
+            safe.add(id(node.node))
+    return any(
+        n.name == "order" and n.ctx == "load" and id(n) not in safe
+        for n in tree.find_all(nodes.Name)
+    )
 
 
 def _unescaped(body: list[nodes.Node]) -> nodes.ScopedEvalContextModifier:
@@ -140,4 +165,5 @@ def link_parts(
     assert loader is not None
     code = env.compile(tree, name, loader.get_source(env, name)[1])
     template = env.template_class.from_code(env, code, env.make_globals(hidden))
-    return LinkedTemplate(template, text is not None, locale, shop, merged)
+    items = reads_order_items(tree)
+    return LinkedTemplate(template, text is not None, locale, shop, merged, items)
