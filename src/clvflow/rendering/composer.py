@@ -29,8 +29,11 @@ from clvflow.rendering.templates import CompiledTemplate, TemplateLibrary
 LINK_AFTER = 16
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Composed:
+    """A message composed for a customer, or the error that stopped it (slots, as
+    ``RenderedEmail``)."""
+
     customer_id: str
     email: RenderedEmail | None
     error: TemplateError | None
@@ -117,20 +120,19 @@ class Composer:
         """Render ``template`` for each (occurrence, customer row); errors are per customer.
         ``orders`` (customer → order) overrides the latest order, e.g. the triggering one."""
         ids = [str(row["customer_id"]) for _, row in rows]
-        chosen_locales = {self.locale_for(row, locale) for _, row in rows}
-        linked = [self._linked.get((template, loc)) for loc in chosen_locales]
+        locales = [self.locale_for(row, locale) for _, row in rows]
+        linked = [self._linked.get((template, loc)) for loc in set(locales)]
         items = any(t is None or t.reads_items for t in linked)  # else no order lines
         latest, recos = self._personal.for_customers(ids, items)
         if orders:
             latest.update({i: orders[i] for i in ids if i in orders})
         orders = latest
         out: list[Composed] = []
-        base_url, mailto = self.shop.unsubscribe.base_url, self.shop.unsubscribe.mailto
-        for occurrence, row in rows:
-            cid = str(row["customer_id"])
+        unsubscribe = unsubscribe_url(self.shop.unsubscribe.base_url, "")  # + the token
+        mailto, postal_address = self.shop.unsubscribe.mailto, self.shop.postal_address
+        for (occurrence, row), cid, chosen in zip(rows, ids, locales, strict=True):
             token = self._signer.token(cid, campaign)
-            url = unsubscribe_url(base_url, token)
-            chosen = self.locale_for(row, locale)
+            url = unsubscribe + token
             headers = {"X-Clvflow-Campaign": campaign}
             try:
                 compiled = self.templates.get(template, chosen)
@@ -146,7 +148,7 @@ class Composer:
                     now=self.as_of,
                 )
                 email = render_email(compiled, context, self._linked_for(compiled, chosen))
-                check_compliance(email, url, self.shop.postal_address, str(compiled.html_path))
+                check_compliance(email, url, postal_address, str(compiled.html_path))
             except TemplateError as exc:
                 out.append(Composed(cid, None, exc, headers, chosen))
                 continue

@@ -27,8 +27,11 @@ __all__ = [  # header_text is used from here by delivery too
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RenderedEmail:
+    """One rendered email. (Slots, not frozen: built per message, and a frozen dataclass
+    costs a call per field.)"""
+
     subject: str
     preheader: str | None
     html: str
