@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,7 +45,16 @@ def test_validate_rejects_marketing_mail_without_unsubscribe_link(
     footer = demo_project / "templates" / "partials" / "footer.html.j2"
     footer.write_text(footer.read_text().replace("{{ unsubscribe_url }}", "https://shop.example"))
     assert main(["validate", "--project", str(demo_project), *AS_OF]) == 4
-    assert "lacks the unsubscribe link" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "lacks the unsubscribe link" in out
+    # file and line: the line of the template that brings in the layout (and its footer)
+    found = re.search(r"(\S+\.html\.j2):(\d+)", out)
+    assert found is not None, out
+    path = Path(found.group(1))
+    if not path.is_absolute():
+        path = demo_project / path
+    line = path.read_text().splitlines()[int(found.group(2)) - 1]
+    assert "extends" in line or "footer" in line
 
 
 def test_validate_rejects_a_syntax_error(

@@ -109,6 +109,34 @@ def test_marketing_mail_without_unsubscribe_fails_compliance(tmp_path: Path) -> 
         check_compliance(email, URL, ADDRESS, "t.html.j2")
 
 
+@pytest.mark.parametrize(
+    ("source", "line"),
+    [
+        (
+            '---\nsubject: x\n---\n{% extends "layouts/base.html.j2" %}\n'
+            "{% block body %}<p>x</p>{% endblock %}\n",
+            4,
+        ),
+        ('---\nsubject: x\n---\n<p>x</p>\n{% include "partials/footer.html.j2" %}\n<p>y</p>\n', 5),
+        ("---\nsubject: x\n---\n<p>x</p>\n<p>y</p>\n", 5),
+    ],
+)
+def test_a_missing_footer_is_reported_at_the_line_to_fix(
+    tmp_path: Path, source: str, line: int
+) -> None:
+    files = {
+        "t.html.j2": source,
+        "layouts/base.html.j2": "<html>{% block body %}{% endblock %}</html>",
+        "partials/footer.html.j2": "<p>no link here</p>",
+    }
+    library = _library(tmp_path, files)
+    email = render_email(library.get("t", "en"), _context())
+    with pytest.raises(TemplateError) as info:
+        check_compliance(email, URL, ADDRESS, tmp_path / "t.html.j2")
+    assert (info.value.path, info.value.line) == (tmp_path / "t.html.j2", line)
+    assert f"t.html.j2:{line}" in info.value.render()
+
+
 def test_transactional_mail_needs_no_unsubscribe(tmp_path: Path) -> None:
     library = _library(
         tmp_path, {"t.html.j2": "---\nsubject: x\nkind: transactional\n---\n<p>receipt</p>\n"}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import css_inline
@@ -157,10 +159,32 @@ def _shows(markup: str, value: str) -> bool:
     return any(markup.rfind(form) >= 0 for form in _escaped_forms(value))
 
 
+_FOOTER_SOURCES = (
+    re.compile(r"\{%-?\s*(include|import|from)\b[^%]*footer"),
+    re.compile(r"\{%-?\s*extends\b"),
+)
+
+
+def footer_line(path: Path) -> int | None:
+    """The line of ``path`` a missing footer is to be fixed at: where it includes the footer
+    partial, else where it extends its layout, else its last line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for pattern in _FOOTER_SOURCES:
+        for number, line in enumerate(lines, start=1):
+            if pattern.search(line):
+                return number
+    return len(lines) or None
+
+
 def check_compliance(
-    email: RenderedEmail, unsubscribe_url: str, postal_address: str, where: str
+    email: RenderedEmail, unsubscribe_url: str, postal_address: str, where: str | Path
 ) -> None:
-    """Marketing mail must show the unsubscribe link and the shop's postal address."""
+    """Marketing mail must show the unsubscribe link and the shop's postal address.
+
+    ``where``: the template file; the error names it and the line to fix it at."""
     if email.kind != "marketing":
         return
     missing = []
@@ -169,8 +193,11 @@ def check_compliance(
     if not _shows(email.html, postal_address):
         missing.append("the shop's postal address ({{ shop.postal_address }})")
     if missing:
+        path = Path(where)
         raise TemplateError(
             "marketing email lacks " + " and ".join(missing),
-            path=where,
-            hint="include the shared footer partial, or mark the template kind: transactional",
+            path=path,
+            line=footer_line(path),
+            hint="include the shared footer partial (templates/partials/footer.html.j2) and "
+            "keep both in it, or mark the template kind: transactional",
         )
