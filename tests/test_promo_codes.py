@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,11 @@ def test_codes_are_unique_and_readable() -> None:
         prefix, first, second = code.split("-")
         assert prefix == "BACK" and len(first) == len(second) == 4
         assert set(first + second) <= set(ALPHABET)  # no 0/O, 1/I/L to misread
+    # every character equally likely: 160,000 draws, 5,161 expected each (σ ≈ 71)
+    counts = Counter("".join(code[5:9] + code[10:] for code in codes))
+    assert set(counts) == set(ALPHABET)
+    expected = 20_000 * 8 / len(ALPHABET)
+    assert all(abs(n - expected) < 0.1 * expected for n in counts.values()), counts
 
 
 def test_a_code_expires_at_the_end_of_its_last_day() -> None:
