@@ -104,7 +104,9 @@ class CampaignRun:
     # -- lifecycle ----------------------------------------------------------------------
     def __enter__(self) -> CampaignRun:
         cfg = self.project.config
-        self.templates = TemplateLibrary(self.project.templates_dir, cfg.shop.default_locale)
+        self.templates = TemplateLibrary(
+            self.project.templates_dir, cfg.shop.default_locale, self.project.cache_dir
+        )
         kinds = {self.templates.get(name, None).front.kind for name in self.spec.templates}
         self.kind = "marketing" if "marketing" in kinds else "transactional"
         self.segments = SegmentCatalog.load(self.project.segments_dir)

@@ -184,10 +184,12 @@ def _open_files(project: Project) -> ShopData:
 
 
 def _attach(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
+    """Parquet files become views (DuckDB reads only what a query needs); a CSV file is
+    read once into a table (a view would parse and sniff the whole file at every use)."""
     kind = "VIEW" if path.suffix.lower() == ".parquet" else "TABLE"
     raw = f"{table}__raw"
     try:
-        con.execute(f"CREATE VIEW {quote_ident(raw)} AS SELECT * FROM {_reader(path)}")
+        con.execute(f"CREATE {kind} {quote_ident(raw)} AS SELECT * FROM {_reader(path)}")
         present = _describe(con, raw)
     except duckdb.Error as exc:
         raise DataError(f"cannot read the {table} data: {exc}", path=path) from None
@@ -199,6 +201,9 @@ def _attach(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
     }
     if typed and _has_rows(con, raw):
         typed = _fitting_casts(table, path, present, typed)
+    if kind == "TABLE" and not (casts or typed):
+        con.execute(f"ALTER TABLE {quote_ident(raw)} RENAME TO {quote_ident(table)}")
+        return
     select = "SELECT *"
     if casts or typed:
         replace = ", ".join(
@@ -206,6 +211,8 @@ def _attach(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
         )
         select = f"SELECT * REPLACE ({replace})"
     con.execute(f"CREATE {kind} {quote_ident(table)} AS {select} FROM {quote_ident(raw)}")
+    if kind == "TABLE":
+        con.execute(f"DROP TABLE {quote_ident(raw)}")  # the file's data is held once
 
 
 def _has_rows(con: duckdb.DuckDBPyConnection, raw: str) -> bool:

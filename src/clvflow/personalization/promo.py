@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from typing import Any
-
-from sqlalchemy import Engine, select, update
+from typing import TYPE_CHECKING, Any
 
 from clvflow.campaigns.params import PromoSpec
 from clvflow.errors import ClvflowError
-from clvflow.ledger.schema import promo_codes
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L
 
@@ -63,6 +63,10 @@ def redeem(engine: Engine, code: str, order_total: float, when: dt.datetime) -> 
     """Mark ``code`` used by an order of ``order_total`` at ``when`` (shop time); once only.
 
     Two checkouts racing with the same code: the database lets one update win."""
+    from sqlalchemy import select, update  # here: rendering a promo needs no database
+
+    from clvflow.ledger.schema import promo_codes
+
     code = code.strip().upper()
     stmt = (
         update(promo_codes)

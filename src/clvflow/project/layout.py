@@ -42,6 +42,11 @@ class Project:
         return self.root / STATE_DIR
 
     @property
+    def cache_dir(self) -> Path:
+        """Compiled templates kept between runs (safe to delete: refilled on the next run)."""
+        return self.state_dir / "cache"
+
+    @property
     def outbox_dir(self) -> Path:
         return self.resolve(self.config.delivery.outbox.dir)
 

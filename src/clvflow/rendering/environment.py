@@ -9,14 +9,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
-from typing import Any
+from types import CodeType
+from typing import Any, Literal, overload
 
-from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2 import FileSystemLoader, StrictUndefined, nodes
 from jinja2.environment import Environment, Template, TemplateModule
 from jinja2.runtime import Context, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from clvflow.rendering.codegen import FastCodeGenerator
+from clvflow.rendering.compile_cache import CompileCache
 from clvflow.rendering.filters import FILTERS
 from clvflow.rendering.frontmatter import split_front_matter
 from clvflow.rendering.memo import MacroMemo
@@ -115,10 +117,79 @@ class Sandbox(ImmutableSandboxedEnvironment):
     template_class = SandboxTemplate
     code_generator_class = FastCodeGenerator
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, compile_cache: CompileCache | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.memo = MacroMemo()
         self._by_name: dict[str, Template] = {}
+        self.compile_cache = compile_cache
+        self._settings: str | None = None  # what the generated code depends on
+
+    def settings_key(self) -> str:
+        """The settings that shape the code Jinja generates (filters and tests included:
+        a template naming an unknown one fails to compile). Read at the first compile,
+        once the filters are in."""
+        if self._settings is None:
+            escape = self.autoescape
+            self._settings = repr(
+                (
+                    type(self).__qualname__,
+                    self.code_generator_class.__qualname__,
+                    escape.__qualname__ if callable(escape) else escape,
+                    self.trim_blocks,
+                    self.lstrip_blocks,
+                    self.keep_trailing_newline,
+                    self.newline_sequence,
+                    self.block_start_string,
+                    self.variable_start_string,
+                    self.comment_start_string,
+                    self.line_statement_prefix,
+                    self.line_comment_prefix,
+                    sorted(self.extensions),
+                    sorted(self.filters),
+                    sorted(self.tests),
+                )
+            )
+        return self._settings
+
+    @overload
+    def compile(
+        self,
+        source: str | nodes.Template,
+        name: str | None = None,
+        filename: str | None = None,
+        raw: Literal[False] = False,
+        defer_init: bool = False,
+    ) -> CodeType: ...
+
+    @overload
+    def compile(
+        self,
+        source: str | nodes.Template,
+        name: str | None = None,
+        filename: str | None = None,
+        raw: Literal[True] = ...,
+        defer_init: bool = False,
+    ) -> str: ...
+
+    def compile(
+        self,
+        source: str | nodes.Template,
+        name: str | None = None,
+        filename: str | None = None,
+        raw: bool = False,
+        defer_init: bool = False,
+    ) -> str | CodeType:
+        """Jinja's compile, through the compile cache for a template given as source."""
+        cache = self.compile_cache
+        if cache is None or raw or defer_init or not isinstance(source, str):
+            return super().compile(source, name, filename, raw, defer_init)  # type: ignore[call-overload,no-any-return]
+
+        def build() -> CodeType:
+            return super(Sandbox, self).compile(source, name, filename)
+
+        return cache.code((self.settings_key(), name, filename, source), build)
 
     def get_template(
         self,
@@ -169,9 +240,13 @@ class Sandbox(ImmutableSandboxedEnvironment):
 
 
 def _environment(
-    directory: Path, autoescape: bool, loader: FileSystemLoader | None = None
+    directory: Path,
+    autoescape: bool,
+    loader: FileSystemLoader | None = None,
+    cache: CompileCache | None = None,
 ) -> ImmutableSandboxedEnvironment:
     env = Sandbox(
+        compile_cache=cache,
         loader=loader or FrontMatterLoader(str(directory)),
         autoescape=_html_autoescape if autoescape else False,
         undefined=StrictUndefined,
@@ -185,15 +260,25 @@ def _environment(
     return env
 
 
-def html_environment(directory: Path) -> ImmutableSandboxedEnvironment:
-    return _environment(directory, autoescape=True)
+def html_environment(
+    directory: Path, cache: CompileCache | None = None
+) -> ImmutableSandboxedEnvironment:
+    return _environment(directory, autoescape=True, cache=cache)
 
 
-def styled_environment(directory: Path) -> ImmutableSandboxedEnvironment:
+def styled_environment(
+    directory: Path, cache: CompileCache | None = None
+) -> ImmutableSandboxedEnvironment:
     """Autoescaped HTML like ``html_environment``, serving sources with inlined CSS."""
-    return _environment(directory, autoescape=True, loader=StyledLoader(str(directory)))
+    return _environment(
+        directory, autoescape=True, loader=StyledLoader(str(directory)), cache=cache
+    )
 
 
-def text_environment(directory: Path) -> ImmutableSandboxedEnvironment:
+def text_environment(
+    directory: Path, cache: CompileCache | None = None
+) -> ImmutableSandboxedEnvironment:
     """Subjects, preheaders, ``.txt.j2`` files, and text parts derived from HTML templates."""
-    return _environment(directory, autoescape=False, loader=DerivedTextLoader(str(directory)))
+    return _environment(
+        directory, autoescape=False, loader=DerivedTextLoader(str(directory)), cache=cache
+    )

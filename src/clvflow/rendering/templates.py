@@ -12,11 +12,13 @@ import traceback
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Template, TemplateNotFound, TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from clvflow.errors import TemplateError
+from clvflow.rendering.compile_cache import CompileCache
 from clvflow.rendering.environment import (
     FrontMatterLoader,
     html_environment,
@@ -86,19 +88,22 @@ def template_location(exc: BaseException, directory: Path) -> tuple[Path | None,
 class TemplateLibrary:
     """All templates of a project; compiles each (name, locale) once and caches it."""
 
-    def __init__(self, directory: Path, default_locale: str) -> None:
+    def __init__(self, directory: Path, default_locale: str, cache_dir: Path | None = None) -> None:
+        """``cache_dir``: where compiled templates are kept between runs (``compile_cache``);
+        ``None`` compiles everything afresh."""
         self.directory = directory
         self.default_locale = default_locale
+        self.compile_cache = CompileCache(cache_dir) if cache_dir is not None else None
         self._cache: dict[tuple[str, str], CompiledTemplate] = {}
         self._styled: dict[str, ImmutableSandboxedEnvironment] = {}  # one per stylesheet
 
     @cached_property
     def html_env(self) -> ImmutableSandboxedEnvironment:
-        return html_environment(self.directory)
+        return html_environment(self.directory, self.compile_cache)
 
     @cached_property
     def text_env(self) -> ImmutableSandboxedEnvironment:
-        return text_environment(self.directory)
+        return text_environment(self.directory, self.compile_cache)
 
     def names(self) -> list[str]:
         """Base template names (files ``<name>.html.j2`` at the top of templates/)."""
@@ -200,23 +205,69 @@ class TemplateLibrary:
             except TemplateNotFound:  # an include that ignores a missing file
                 raise NotPrecomputableError(f"{name}: no such file") from None
             bodies[name] = body
-            for ref in meta.find_referenced_templates(self.html_env.parse(body)):
+            for ref in self._references(body):
                 if ref is None:
                     raise NotPrecomputableError(f"{name}: a template name chosen at run time")
                 todo.append(ref)
         return bodies
 
+    def _references(self, body: str) -> list[str | None]:
+        """The templates ``body`` extends, includes or imports (None: chosen at run time)."""
+
+        def build() -> list[str | None]:
+            return list(meta.find_referenced_templates(self.html_env.parse(body)))
+
+        if self.compile_cache is None:
+            return build()
+        return self.compile_cache.value("refs", (body,), build, _names, list)
+
+    def _preinlined(self, bodies: dict[str, str]) -> dict[str, str]:
+        """``preinline(bodies)``, kept in the compile cache (a refusal too)."""
+
+        def build() -> dict[str, str | dict[str, str]]:
+            try:
+                return {"styled": preinline(bodies)}
+            except NotPrecomputableError as exc:
+                return {"refused": str(exc)}
+
+        parts = tuple(part for item in sorted(bodies.items()) for part in item)
+        cache = self.compile_cache
+        result = build() if cache is None else cache.value("css", parts, build, _styled, dict)
+        styled = result.get("styled")
+        if not isinstance(styled, dict):
+            raise NotPrecomputableError(str(result["refused"]))
+        return styled
+
     def _styled_html(self, html_file: str, plain: Template) -> tuple[Template, str | None]:
         """The HTML template with its CSS inlined once, or the plain one and the reason."""
         try:
             bodies = self.closure(html_file)
-            styled = preinline(bodies)
+            styled = self._preinlined(bodies)
         except NotPrecomputableError as exc:
             return plain, str(exc)
         # A file's styled source depends only on the stylesheet, i.e. on the layout.
         layout = next((name for name, body in sorted(bodies.items()) if "<html" in body), "")
         env = self._styled.get(layout)
         if env is None:
-            env = self._styled[layout] = styled_environment(self.directory)
+            env = self._styled[layout] = styled_environment(self.directory, self.compile_cache)
         env.loader.sources.update(styled)  # type: ignore[union-attr]
         return env.get_template(html_file), None
+
+
+def _names(found: Any) -> list[str | None]:
+    """A cached list of template names (JSON null: a name chosen at run time)."""
+    if not isinstance(found, list) or not all(n is None or isinstance(n, str) for n in found):
+        raise TypeError("not a list of names")
+    return found
+
+
+def _styled(found: Any) -> dict[str, str | dict[str, str]]:
+    """A cached ``preinline`` result: ``{"styled": {name: source}}`` or ``{"refused": why}``."""
+    if isinstance(found, dict) and set(found) == {"refused"} and isinstance(found["refused"], str):
+        return found
+    styled = found["styled"] if isinstance(found, dict) and set(found) == {"styled"} else None
+    if not isinstance(styled, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in styled.items()
+    ):
+        raise TypeError("not a preinline result")
+    return {"styled": styled}
