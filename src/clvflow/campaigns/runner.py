@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -84,6 +85,8 @@ class CampaignRun:
         self.worker = worker
         self.batch_size = self.spec.batch_size or cfg.limits.batch_size
         self.lease_seconds = cfg.limits.run_lease_seconds
+        self._summary_lock = threading.Lock()
+        self._handover = threading.Lock()  # mark sending + hand over: one batch at a time
         self.summary = RunSummary(
             campaign=campaign.name,
             run_id=self.run_id,
@@ -302,16 +305,24 @@ class CampaignRun:
         return PreparedBatch(messages, failures, tags, earlier)
 
     def deliver_batch(self, prepared: PreparedBatch) -> BatchResult:
-        """The second half: mark ``sending``, hand over, record every outcome."""
+        """The second half: mark ``sending``, hand over, record every outcome.
+
+        Two lanes may deliver at once (campaigns/overlap.py): one batch at a time is
+        marked and handed over (a batch waiting for the sender is never ``sending``, so a
+        crash cannot turn it into ``unknown``), while the other lane records the previous
+        batch's outcomes."""
         assert self.ledger is not None
         messages, failures, tags, earlier = prepared
         results: list[SendResult] = []
         if not self.dry_run and messages:
-            self.ledger.mark_sending([m.message_id for m in messages])
             try:
-                results = self.sender.send_batch(messages)
+                with self._handover:
+                    self.ledger.mark_sending([m.message_id for m in messages])
+                    results = self.sender.send_batch(messages)
             except SendAbortedError as stop:
-                self.summary.add(self._record(stop.results, messages, failures, tags))
+                aborted = self._record(stop.results, messages, failures, tags)
+                with self._summary_lock:
+                    self.summary.add(aborted)
                 done = {r.message_id for r in stop.results}
                 self.ledger.revert_sending(
                     [m.message_id for m in messages if m.message_id not in done]
@@ -322,7 +333,8 @@ class CampaignRun:
         for name in ("sent", "failed", "unknown"):
             setattr(result, name, getattr(result, name) + getattr(earlier, name))
         result.failures.update(earlier.failures)
-        self.summary.add(result)
+        with self._summary_lock:  # two delivery lanes (campaigns/overlap.py)
+            self.summary.add(result)
         return result
 
     def _handed_over_before(self, batch: Sequence[Claim]) -> tuple[list[Claim], BatchResult]:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as futures_wait
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -22,6 +20,7 @@ from prefect.futures import wait
 from prefect.task_runners import ProcessPoolTaskRunner
 
 from clvflow.campaigns.catalog import Campaign
+from clvflow.campaigns.overlap import send_overlapped
 from clvflow.campaigns.params import CampaignSpec
 from clvflow.campaigns.runner import BatchResult, CampaignRun, PreparedBatch
 from clvflow.ledger.store import Claim
@@ -122,27 +121,16 @@ def render_task(
 def send_overlapped_tasks(
     run: CampaignRun, batches: list[list[Claim]], progress: Callable[[int, int], None]
 ) -> None:
-    """Render batch k + 1 (a task, in this thread) while batch k is sent (a plain thread:
+    """Render batch k + 1 (a task, in this thread) while batch k is sent (plain threads:
     the sender waits for its own process without holding the GIL). Sending is no task of
     its own: that would double the tasks, and the server's work per task is what Prefect
     costs a campaign (bench/prefect_overhead.py); each batch's outcome still reaches the
     counts and the progress bar."""
-    total = len(batches)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver") as lane:
-        in_flight: Future[BatchResult] | None = None
-        try:
-            for index, batch in enumerate(batches, start=1):
-                prepared = render_task(run, Opaque(batch), index, total)
-                if in_flight is not None:
-                    in_flight.result()
-                    progress(index - 1, total)
-                in_flight = lane.submit(run.deliver_batch, prepared.value)
-            if in_flight is not None:
-                in_flight.result()
-                progress(total, total)
-        finally:
-            if in_flight is not None:
-                futures_wait([in_flight])  # the caller releases unsent rows: never while one is out
+
+    def render(batch: Sequence[Claim], index: int, total: int) -> PreparedBatch:
+        return render_task(run, Opaque(list(batch)), index, total).value
+
+    send_overlapped(run, batches, progress, render)
 
 
 def send_batches(
