@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -131,3 +132,23 @@ def _sendgrid_bodies_match_the_published_schema() -> Iterator[None]:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for line in _SENDGRID_AUDIT:
         terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def pg_ledger(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A ledger in a schema of its own in the machine's PostgreSQL (``CLVFLOW_LEDGER_URL``
+    points at it), dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    schema = f"ledger_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as con:
+        con.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    monkeypatch.setenv("CLVFLOW_LEDGER_URL", url)
+    try:
+        yield url
+    finally:
+        with admin.begin() as con:
+            con.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -11,41 +11,23 @@ import datetime as dt
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 from clvflow.campaigns.catalog import load_campaigns
 from clvflow.delivery.standin import FaultConfig, SendGridStandIn
 from clvflow.ledger.schema import messages
 from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project
-from tests.conftest import POSTGRES_URL
 
 pytestmark = [pytest.mark.prefect, pytest.mark.postgres]
 
 KEY = "SG.scale-out-key"
 AS_OF = dt.datetime(2026, 11, 23, 10, 0)
 CAMPAIGN = "win-back"
-
-
-@pytest.fixture
-def pg_ledger(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    schema = f"scale_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as con:
-        con.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    monkeypatch.setenv("CLVFLOW_LEDGER_URL", url)
-    try:
-        yield url
-    finally:
-        with admin.begin() as con:
-            con.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture

@@ -10,13 +10,12 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 from clvflow.campaigns.catalog import load_campaigns
 from clvflow.campaigns.runner import run_campaign
@@ -27,7 +26,7 @@ from clvflow.delivery.standin import FaultConfig, SendGridStandIn
 from clvflow.ledger.schema import messages
 from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project
-from tests.conftest import POSTGRES_URL, ROOT
+from tests.conftest import ROOT
 
 KEY = "SG.test-key"
 AS_OF = "2026-11-23T10:00"
@@ -223,22 +222,6 @@ def test_killed_mid_campaign_then_rerun_sends_each_recipient_at_most_once(
     assert set(delivered) <= planned
     assert all(delivered[e] == 1 for e in planned - unknown)
     assert summary.unknown == 0 and summary.failed == 0
-
-
-@pytest.fixture
-def pg_ledger(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    schema = f"ledger_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as con:
-        con.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    monkeypatch.setenv("CLVFLOW_LEDGER_URL", url)
-    try:
-        yield url
-    finally:
-        with admin.begin() as con:
-            con.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def test_two_processes_on_one_campaign_send_each_recipient_once(
