@@ -9,10 +9,11 @@ locale (falling back to any customer of that locale), with the compliance check.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from clvflow.campaigns.catalog import load_campaigns
+from clvflow.campaigns.catalog import Campaign, load_campaigns
 from clvflow.campaigns.checks import check_deployments
 from clvflow.compliance.secret import signing_key
 from clvflow.data.sources import ShopData, in_list, open_shop_data, quote_literal
@@ -68,6 +69,7 @@ def validate_project(project: Project, as_of: dt.datetime) -> ValidationReport:
     _compile_templates(report, library, project)
     key = signing_key(project.state_dir, allow_local=True)
     composer = Composer(project.config.shop, data, library, key, as_of)
+    rows_of = _sample_rows(data, campaigns, members, project.config.shop.locales, as_of)
     for campaign in campaigns.values():
         spec = campaign.spec
         where = f"campaign '{campaign.name}'"
@@ -92,8 +94,7 @@ def validate_project(project: Project, as_of: dt.datetime) -> ValidationReport:
             )
         if unknown:
             continue
-        samples = _samples(data, members.get(spec.segment, []), project.config.shop.locales)
-        rows = customer_rows(data, samples, as_of)
+        rows = rows_of[spec.segment]
         promos = {
             str(r["customer_id"]): promo_row(
                 spec.promo,
@@ -176,6 +177,27 @@ def _render_unused(
         f"templates without a campaign ({', '.join(unused)}): rendered for "
         f"{len(rows)} sample customer(s) each"
     )
+
+
+def _sample_rows(
+    data: ShopData,
+    campaigns: Mapping[str, Campaign],
+    members: Mapping[str, list[str]],
+    locales: list[str],
+    as_of: dt.datetime,
+) -> dict[str, list[dict[str, Any]]]:
+    """Segment → the rows of its sample customers, for every segment a campaign uses
+    (one query for all of them)."""
+    samples_of = {
+        segment: _samples(data, members.get(segment, []), locales)
+        for segment in {c.spec.segment for c in campaigns.values()}
+    }
+    wanted = list(dict.fromkeys(cid for ids in samples_of.values() for cid in ids))
+    row_of = {str(r["customer_id"]): r for r in customer_rows(data, wanted, as_of)}
+    return {
+        segment: [row_of[cid] for cid in ids if cid in row_of]
+        for segment, ids in samples_of.items()
+    }
 
 
 def _samples(data: ShopData, member_list: list[str], locales: list[str]) -> list[str]:
