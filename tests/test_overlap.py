@@ -5,6 +5,7 @@ killed sending process, are in test_sendgrid_delivery.py.)"""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from clvflow.delivery.base import SendAbortedError, SendResult
 from clvflow.delivery.message import OutgoingMessage
 from clvflow.delivery.outbox import OutboxSender
 from clvflow.errors import DeliveryError
+from clvflow.heap import BULK_THRESHOLDS
 from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project
 from tests.conftest import AS_OF, BASE_CONFIG, ProjectFactory
@@ -39,6 +41,7 @@ class WatchedOutbox:
         self.refuse_batch = refuse_batch
         self.batches: list[list[int]] = []
         self.sending_seen: list[int] = []
+        self.collector: list[tuple[tuple[int, int, int], int]] = []
         self.lock = threading.Lock()
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
@@ -47,6 +50,7 @@ class WatchedOutbox:
             number = len(self.batches)
         counts = self.ledger.status_counts()
         self.sending_seen.append(counts.get("sending", 0))
+        self.collector.append((gc.get_threshold(), gc.get_freeze_count()))
         if self.refuse_batch is not None and number >= self.refuse_batch:
             # as the SendGrid sender: once refused, every later batch is refused at once
             raise SendAbortedError("SendGrid refused the request: 401", [])
@@ -105,3 +109,18 @@ def test_an_abort_in_one_lane_releases_what_never_left(project: Project) -> None
     assert len(_sent_ids(project)) == len(first)
     again = run_campaign(project, campaign, as_of=AS_OF, sender=OutboxSender(project.outbox_dir))
     assert again.sent > 0 and len(_sent_ids(project)) == len(first) + again.sent
+
+
+def test_a_run_collects_garbage_in_bulk_and_gives_the_settings_back(project: Project) -> None:
+    before = gc.get_threshold()
+    assert before != BULK_THRESHOLDS and gc.get_freeze_count() == 0
+    sender = WatchedOutbox(project)
+    run_campaign(
+        project, load_campaigns(project.prefect_file)["everyone"], as_of=AS_OF, sender=sender
+    )
+    sender.close()
+    # while sending: the bulk thresholds, and the run's rows out of the collector's sight
+    assert sender.collector and all(
+        threshold == BULK_THRESHOLDS and frozen > 0 for threshold, frozen in sender.collector
+    )
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

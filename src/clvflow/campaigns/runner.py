@@ -31,6 +31,7 @@ from clvflow.data.sources import ShopData, open_shop_data
 from clvflow.delivery.base import SendAbortedError, Sender, SendResult
 from clvflow.delivery.message import OutgoingMessage
 from clvflow.delivery.senders import open_sender
+from clvflow.heap import end_bulk_work, keep_out_of_sight, start_bulk_work
 from clvflow.ledger.store import Claim, Ledger, Outcome
 from clvflow.personalization.orders import OrderView
 from clvflow.personalization.promo import promo_row
@@ -106,6 +107,7 @@ class CampaignRun:
 
     # -- lifecycle ----------------------------------------------------------------------
     def __enter__(self) -> CampaignRun:
+        self._gc_settings = start_bulk_work()  # given back in __exit__ (clvflow.heap)
         cfg = self.project.config
         self.templates = TemplateLibrary(
             self.project.templates_dir, cfg.shop.default_locale, self.project.cache_dir
@@ -121,6 +123,7 @@ class CampaignRun:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        end_bulk_work(self._gc_settings)
         if self._sender is not None and not self.dry_run:
             self._sender.close()
         if self.data is not None:
@@ -225,6 +228,7 @@ class CampaignRun:
             self.summary.planned_by_variant = Counter(
                 v for c, v in self._variants.items() if v and c in won
             )
+        keep_out_of_sight()  # the run's rows and claims live until it ends (clvflow.heap)
         return claims
 
     def record_reasons(self, items: Sequence[tuple[str, str, str]]) -> None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from clvflow.delivery.base import SendAbortedError, SendResult
 from clvflow.delivery.message import OutgoingMessage
 from clvflow.errors import DeliveryError
+from clvflow.heap import start_bulk_work
 
 if TYPE_CHECKING:
     from clvflow.delivery.sendgrid import SendGridSender
@@ -64,6 +65,7 @@ def _watch_parent(parent: int) -> None:
 
 
 def _child(conn: Connection, settings: SendGridSettings, parent: int) -> None:
+    start_bulk_work()  # a process of its own, for the whole run (clvflow.heap)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     try:
         sender = settings.open()

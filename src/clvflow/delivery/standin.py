@@ -54,6 +54,7 @@ from typing import Any, Literal, Self
 from clvflow.delivery.standin_faults import FaultConfig, Outcome
 from clvflow.delivery.standin_http import LIST_KINDS, MAX_BODY_BYTES, StandInServer
 from clvflow.delivery.standin_rules import mail_send_validator
+from clvflow.heap import start_bulk_work
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -453,6 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry: serve until interrupted; prints the base URL on stdout."""
     parser = _parser()
     args = parser.parse_args(argv)
+    start_bulk_work()  # a server process of its own: it keeps every accepted request
     try:
         faults = FaultConfig(
             rate_429=args.rate_429,
