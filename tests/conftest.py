@@ -9,10 +9,15 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 # Prefect reads its settings at import: point it at a throwaway home before any test does.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="clvflow-prefect-")
@@ -134,21 +139,49 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(line)
 
 
-@pytest.fixture
-def pg_ledger(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A ledger in a schema of its own in the machine's PostgreSQL (``CLVFLOW_LEDGER_URL``
-    points at it), dropped afterwards."""
+@contextmanager
+def postgres_schema(prefix: str) -> Iterator[tuple[Engine, str]]:
+    """A fresh schema in the machine's PostgreSQL (database ``test``), dropped afterwards."""
     from sqlalchemy import create_engine, text
 
-    schema = f"ledger_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as con:
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(POSTGRES_URL)
+    with engine.begin() as con:
         con.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    monkeypatch.setenv("CLVFLOW_LEDGER_URL", url)
     try:
-        yield url
+        yield engine, schema
     finally:
-        with admin.begin() as con:
+        with engine.begin() as con:
             con.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        engine.dispose()
+
+
+@contextmanager
+def postgres_tables(
+    prefix: str, ddl: Mapping[str, str], rows: Mapping[str, Iterable[Mapping[str, Any]]]
+) -> Iterator[str]:
+    """A fresh schema holding the tables of ``ddl`` (name → column definitions), filled
+    with ``rows`` (name → rows as column → value); yields the schema's name."""
+    from sqlalchemy import text
+
+    with postgres_schema(prefix) as (engine, schema):
+        with engine.begin() as con:
+            for table, columns in ddl.items():
+                con.execute(text(f'CREATE TABLE "{schema}"."{table}" ({columns})'))
+                for row in rows.get(table, ()):
+                    names = ", ".join(f'"{k}"' for k in row)
+                    marks = ", ".join(f":{k}" for k in row)
+                    con.execute(
+                        text(f'INSERT INTO "{schema}"."{table}" ({names}) VALUES ({marks})'),
+                        dict(row),
+                    )
+        yield schema
+
+
+@pytest.fixture
+def pg_ledger(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A ledger in a schema of its own (``CLVFLOW_LEDGER_URL`` points at it)."""
+    with postgres_schema("ledger") as (_, schema):
+        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        monkeypatch.setenv("CLVFLOW_LEDGER_URL", url)
+        yield url

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import create_engine, text
 
 from clvflow.data.sources import open_shop_data
 from clvflow.errors import ConfigError
@@ -23,7 +21,14 @@ from clvflow.measurement.settings import AcquisitionCost
 from clvflow.project.layout import Project
 from clvflow.segments.catalog import SegmentCatalog, compile_segment
 from clvflow.segments.members import member_ids
-from tests.conftest import AS_OF, BASE_CONFIG, POSTGRES_URL, TINY_SHOP, ProjectFactory
+from tests.conftest import (
+    AS_OF,
+    BASE_CONFIG,
+    POSTGRES_URL,
+    TINY_SHOP,
+    ProjectFactory,
+    postgres_tables,
+)
 
 # Tiny shop orders by AS_OF (2026-11-23 12:00; O9 on 2026-12-01 is later):
 #   C1: O1 2025-01-10 100, O2 2026-11-20 50        → 2 orders, 150
@@ -168,30 +173,15 @@ DDL = {
 @contextmanager
 def postgres_shop(orders: pd.DataFrame | None = None) -> Iterator[str]:
     """The tiny shop's customers and orders (or ``orders``) in a fresh schema of ``test``."""
-    schema = f"measure_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(POSTGRES_URL)
     frames = {
         "customers": pd.read_csv(TINY_SHOP / "customers.csv", dtype=str, keep_default_na=False),
         "orders": orders
         if orders is not None
         else pd.read_csv(TINY_SHOP / "orders.csv", dtype=str, keep_default_na=False),
     }
-    with engine.begin() as con:
-        con.execute(text(f'CREATE SCHEMA "{schema}"'))
-        for table, columns in DDL.items():
-            con.execute(text(f'CREATE TABLE "{schema}"."{table}" ({columns})'))
-            for row in frames[table].replace({"": None}).to_dict(orient="records"):
-                names = ", ".join(f'"{k}"' for k in row)
-                marks = ", ".join(f":{k}" for k in row)
-                con.execute(
-                    text(f'INSERT INTO "{schema}"."{table}" ({names}) VALUES ({marks})'), row
-                )
-    try:
+    rows = {t: frame.replace({"": None}).to_dict(orient="records") for t, frame in frames.items()}
+    with postgres_tables("measure", DDL, rows) as schema:
         yield schema
-    finally:
-        with engine.begin() as con:
-            con.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
 
 
 @pytest.fixture(scope="module")

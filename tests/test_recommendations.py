@@ -5,18 +5,16 @@ order per customer, looked up once per run on files, equal to the per-batch quer
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from clvflow.data.sources import open_shop_data
 from clvflow.personalization.orders import OrderLookup, latest_orders
 from clvflow.personalization.recommendations import Recommender
 from clvflow.project.layout import Project
-from tests.conftest import BASE_CONFIG, POSTGRES_URL, ProjectFactory
+from tests.conftest import BASE_CONFIG, POSTGRES_URL, ProjectFactory, postgres_tables
 
 AS_OF = dt.datetime(2026, 11, 23, 12, 0)
 
@@ -143,24 +141,13 @@ DDL = {
 
 @pytest.fixture
 def pg_schema() -> Iterator[str]:
-    schema = f"reco_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(POSTGRES_URL)
-    with engine.begin() as con:
-        con.execute(text(f'CREATE SCHEMA "{schema}"'))
-        for table, columns in DDL.items():
-            con.execute(text(f'CREATE TABLE "{schema}"."{table}" ({columns})'))
-            header, *lines = FILES[f"data/{table}.csv"].strip().splitlines()
-            names = header.split(",")
-            for line in lines:
-                row = dict(zip(names, line.split(","), strict=True))
-                marks = ", ".join(f":{k}" for k in names)
-                con.execute(text(f'INSERT INTO "{schema}"."{table}" VALUES ({marks})'), row)
-    try:
+    rows = {}
+    for table in DDL:
+        header, *lines = FILES[f"data/{table}.csv"].strip().splitlines()
+        names = header.split(",")
+        rows[table] = [dict(zip(names, line.split(","), strict=True)) for line in lines]
+    with postgres_tables("reco", DDL, rows) as schema:
         yield schema
-    finally:
-        with engine.begin() as con:
-            con.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
 
 
 @pytest.mark.postgres

@@ -7,13 +7,11 @@ operator tables must select the same customers, alone and evaluated together."""
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import create_engine, text
 
 from clvflow.data.sources import open_shop_data
 from clvflow.project.layout import Project
@@ -21,7 +19,14 @@ from clvflow.segments.catalog import SegmentCatalog, compile_segment
 from clvflow.segments.evaluation import evaluate_segments
 from clvflow.segments.members import member_ids
 from tests import test_segments_cli as fresh
-from tests.conftest import AS_OF, BASE_CONFIG, POSTGRES_URL, TINY_SHOP, ProjectFactory
+from tests.conftest import (
+    AS_OF,
+    BASE_CONFIG,
+    POSTGRES_URL,
+    TINY_SHOP,
+    ProjectFactory,
+    postgres_tables,
+)
 from tests.test_segments_tiny_shop import CASES
 
 pytestmark = pytest.mark.postgres
@@ -68,27 +73,9 @@ def fresh_schema() -> Iterator[str]:
 
 def _loaded(ddl: dict[str, str], tables: dict[str, pd.DataFrame]) -> Iterator[str]:
     """The tables, typed by ``ddl``, in a fresh schema (dropped afterwards)."""
-    schema = f"shop_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(POSTGRES_URL)
-    with engine.begin() as con:
-        con.execute(text(f'CREATE SCHEMA "{schema}"'))
-        for table, columns in ddl.items():
-            con.execute(text(f'CREATE TABLE "{schema}"."{table}" ({columns})'))
-    for table in ddl:
-        frame = tables[table].replace({"": None})
-        with engine.begin() as con:
-            for row in frame.to_dict(orient="records"):
-                names = ", ".join(f'"{k}"' for k in row)
-                marks = ", ".join(f":{k}" for k in row)
-                con.execute(
-                    text(f'INSERT INTO "{schema}"."{table}" ({names}) VALUES ({marks})'), row
-                )
-    try:
+    rows = {t: tables[t].replace({"": None}).to_dict(orient="records") for t in ddl}
+    with postgres_tables("shop", ddl, rows) as schema:
         yield schema
-    finally:
-        with engine.begin() as con:
-            con.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
 
 
 def _pg_config(schema: str) -> str:
