@@ -63,9 +63,7 @@ def validate_project(project: Project, as_of: dt.datetime) -> ValidationReport:
     except ClvflowError as exc:
         report.errors.append(exc)
     report.notes.append(f"segments: {len(members)} of {len(catalog.names())} compile")
-    library = TemplateLibrary(
-        project.templates_dir, project.config.shop.default_locale, project.cache_dir
-    )
+    library = TemplateLibrary.for_project(project)
     _compile_templates(report, library, project)
     key = signing_key(project.state_dir, allow_local=True)
     composer = Composer(project.config.shop, data, library, key, as_of)

@@ -88,6 +88,7 @@ class CampaignRun:
         self.lease_seconds = cfg.limits.run_lease_seconds
         self._summary_lock = threading.Lock()
         self._handover = threading.Lock()  # mark sending + hand over: one batch at a time
+        self._gc_settings: tuple[int, int, int] | None = None  # while entered (clvflow.heap)
         self.summary = RunSummary(
             campaign=campaign.name,
             run_id=self.run_id,
@@ -107,11 +108,9 @@ class CampaignRun:
 
     # -- lifecycle ----------------------------------------------------------------------
     def __enter__(self) -> CampaignRun:
-        self._gc_settings = start_bulk_work()  # given back in __exit__ (clvflow.heap)
+        self._gc_settings = start_bulk_work()
         cfg = self.project.config
-        self.templates = TemplateLibrary(
-            self.project.templates_dir, cfg.shop.default_locale, self.project.cache_dir
-        )
+        self.templates = TemplateLibrary.for_project(self.project)
         kinds = {self.templates.get(name, None).front.kind for name in self.spec.templates}
         self.kind = "marketing" if "marketing" in kinds else "transactional"
         self.segments = SegmentCatalog.load(self.project.segments_dir)
@@ -123,7 +122,9 @@ class CampaignRun:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        end_bulk_work(self._gc_settings)
+        if self._gc_settings is not None:
+            end_bulk_work(self._gc_settings)
+            self._gc_settings = None
         if self._sender is not None and not self.dry_run:
             self._sender.close()
         if self.data is not None:

@@ -62,9 +62,7 @@ def preview(
             f"no customer with id '{customer}'", hint="see `clvflow segments members NAME`"
         )
     row = rows[0]
-    library = TemplateLibrary(
-        loaded.templates_dir, loaded.config.shop.default_locale, loaded.cache_dir
-    )
+    library = TemplateLibrary.for_project(loaded)
     key = signing_key(loaded.state_dir, allow_local=True)
     composer = Composer(loaded.config.shop, data, library, key, when)
     (item,) = composer.compose(template, "preview", [("preview", row)], locale=locale)

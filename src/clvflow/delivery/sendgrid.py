@@ -19,7 +19,8 @@ Why ``http.client`` and not ``httpx``: measured against the stand-in on this 2-c
 in the sending process, the standard library's ``http.client`` on the same kept-alive
 connections 210-270 µs; the sending process holds the GIL for rendering too, so that CPU is
 the ceiling of a campaign's rate. ``http.client`` opens the connections (and TLS); replies
-are parsed by ``httptools`` (:mod:`clvflow.delivery.reply`), which saves another ~60 µs.
+are parsed by ``httptools`` (:mod:`clvflow.delivery.reply`), which takes a request
+from 108 to 70 µs.
 """
 
 from __future__ import annotations

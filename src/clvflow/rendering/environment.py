@@ -184,7 +184,8 @@ class Sandbox(ImmutableSandboxedEnvironment):
         """Jinja's compile, through the compile cache for a template given as source."""
         cache = self.compile_cache
         if cache is None or raw or defer_init or not isinstance(source, str):
-            return super().compile(source, name, filename, raw, defer_init)  # type: ignore[call-overload,no-any-return]
+            compiled = super().compile(source, name, filename, raw, defer_init)  # type: ignore[call-overload]
+            return compiled  # type: ignore[no-any-return]
 
         def build() -> CodeType:
             return super(Sandbox, self).compile(source, name, filename)

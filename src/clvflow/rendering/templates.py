@@ -12,7 +12,7 @@ import traceback
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Template, TemplateNotFound, TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -27,6 +27,9 @@ from clvflow.rendering.environment import (
 )
 from clvflow.rendering.frontmatter import FrontMatter, read_front_matter
 from clvflow.rendering.preinline import NotPrecomputableError, preinline
+
+if TYPE_CHECKING:
+    from clvflow.project.layout import Project
 
 HTML_SUFFIX = ".html.j2"
 TEXT_SUFFIX = ".txt.j2"
@@ -96,6 +99,11 @@ class TemplateLibrary:
         self.compile_cache = CompileCache(cache_dir) if cache_dir is not None else None
         self._cache: dict[tuple[str, str], CompiledTemplate] = {}
         self._styled: dict[str, ImmutableSandboxedEnvironment] = {}  # one per stylesheet
+
+    @classmethod
+    def for_project(cls, project: Project) -> TemplateLibrary:
+        """The project's templates, with its compile cache."""
+        return cls(project.templates_dir, project.config.shop.default_locale, project.cache_dir)
 
     @cached_property
     def html_env(self) -> ImmutableSandboxedEnvironment:
@@ -219,7 +227,7 @@ class TemplateLibrary:
 
         if self.compile_cache is None:
             return build()
-        return self.compile_cache.value("refs", (body,), build, _names, list)
+        return self.compile_cache.value("refs", (body,), build, _cached_names, list)
 
     def _preinlined(self, bodies: dict[str, str]) -> dict[str, str]:
         """``preinline(bodies)``, kept in the compile cache (a refusal too)."""
@@ -232,7 +240,10 @@ class TemplateLibrary:
 
         parts = tuple(part for item in sorted(bodies.items()) for part in item)
         cache = self.compile_cache
-        result = build() if cache is None else cache.value("css", parts, build, _styled, dict)
+        if cache is None:
+            result = build()
+        else:
+            result = cache.value("css", parts, build, _cached_preinline, dict)
         styled = result.get("styled")
         if not isinstance(styled, dict):
             raise NotPrecomputableError(str(result["refused"]))
@@ -254,14 +265,14 @@ class TemplateLibrary:
         return env.get_template(html_file), None
 
 
-def _names(found: Any) -> list[str | None]:
+def _cached_names(found: Any) -> list[str | None]:
     """A cached list of template names (JSON null: a name chosen at run time)."""
     if not isinstance(found, list) or not all(n is None or isinstance(n, str) for n in found):
         raise TypeError("not a list of names")
     return found
 
 
-def _styled(found: Any) -> dict[str, str | dict[str, str]]:
+def _cached_preinline(found: Any) -> dict[str, str | dict[str, str]]:
     """A cached ``preinline`` result: ``{"styled": {name: source}}`` or ``{"refused": why}``."""
     if isinstance(found, dict) and set(found) == {"refused"} and isinstance(found["refused"], str):
         return found
