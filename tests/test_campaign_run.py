@@ -4,6 +4,7 @@ outbox files, headers, idempotent re-runs, holdout and promo codes in the ledger
 from __future__ import annotations
 
 import email
+import threading
 from email import policy
 
 import pytest
@@ -120,6 +121,32 @@ def test_second_run_sends_nothing(project: Project) -> None:
     assert second.sent == 0
     assert second.skipped["already_sent"] == 4
     assert len(_rows(project, messages, messages.c.campaign == "everyone")) == 4
+
+
+def test_lookup_tables_fail_while_claiming_then_nothing_is_sent_and_claims_are_released(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-run tables are built in a thread while the run claims; their error reaches
+    the run before the first message is rendered, and the next run sends everything."""
+    from clvflow.errors import DataError
+    from clvflow.rendering.composer import Composer
+
+    built = Composer.prepare_tables
+    threads: list[str] = []
+
+    def failing(self: Composer) -> None:
+        threads.append(threading.current_thread().name)
+        raise DataError("the order lines cannot be read")
+
+    monkeypatch.setattr(Composer, "prepare_tables", failing)
+    campaign = _campaign(project, "everyone")
+    with pytest.raises(DataError, match="order lines"):
+        run_campaign(project, campaign, as_of=AS_OF)
+    assert threads and threads[0].startswith("tables")  # not the run's own thread
+    assert _rows(project, messages, messages.c.campaign == "everyone") == []  # released
+    assert not list(project.outbox_dir.glob("everyone/**/*.eml"))
+    monkeypatch.setattr(Composer, "prepare_tables", built)
+    assert run_campaign(project, campaign, as_of=AS_OF).sent == 4
 
 
 def test_dry_run_records_nothing(project: Project) -> None:

@@ -16,6 +16,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -105,6 +106,7 @@ class CampaignRun:
         self._rows: dict[str, dict[str, Any]] = {}
         self._variants: dict[str, str | None] = {}
         self._waiting: list[tuple[str, str, str]] = []
+        self._tables: Future[None] | None = None  # the per-run lookup tables, being built
 
     # -- lifecycle ----------------------------------------------------------------------
     def __enter__(self) -> CampaignRun:
@@ -127,6 +129,9 @@ class CampaignRun:
             self._gc_settings = None
         if self._sender is not None and not self.dry_run:
             self._sender.close()
+        if self._tables is not None:
+            wait([self._tables])  # never close the shop's data under a running query
+            self._tables = None
         if self.data is not None:
             self.data.close()
         if self.ledger is not None:
@@ -197,7 +202,24 @@ class CampaignRun:
             zip(ids, assign_variants(self.campaign.name, ids, self.spec.variants), strict=True)
         )
         self.summary.planned_by_variant = Counter(v for v in self._variants.values() if v)
+        if self.summary.planned and self._tables is None and self.data and self.data.con:
+            self._build_tables_meanwhile()
         return plan
+
+    def _build_tables_meanwhile(self) -> None:
+        """Build the per-run lookup tables (latest orders, recommendations) in a thread
+        while the run claims. They are queries of the in-process engine, which runs them
+        off the GIL on the other core; nothing else reads the shop's data until the first
+        render waits for them (``_tables_built``)."""
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tables")
+        self._tables = pool.submit(self.composer.prepare_tables)
+        pool.shutdown(wait=False)
+
+    def _tables_built(self) -> None:
+        """Wait for ``_build_tables_meanwhile``; its error, if any, is raised here."""
+        if self._tables is not None:
+            tables, self._tables = self._tables, None
+            tables.result()
 
     def claim(self, plan: Plan) -> list[Claim]:
         """Record skips and holdout, claim the messages to send (nothing on a dry run)."""
@@ -279,6 +301,7 @@ class CampaignRun:
     def _load_batch(self, batch: Sequence[Claim]) -> None:
         """In a worker: the batch's customers (and variants) from the shop's data."""
         assert self.data is not None
+        self._tables_built()
         missing = [c.customer_id for c in batch if c.customer_id not in self._rows]
         if not missing:
             return
@@ -424,6 +447,7 @@ class CampaignRun:
         """Messages for the batch (each variant with its template), render failures, and
         each message's (locale, variant)."""
         cfg = self.project.config
+        self._tables_built()
         promos = self._promos(batch)
         groups: dict[str | None, list[Claim]] = {}
         for claim in batch:
@@ -470,6 +494,7 @@ class CampaignRun:
     def write_samples(self, claims: Sequence[Claim]) -> dict[str, str]:
         """Render the first message of each variant into ``.clvflow/samples/`` (linked from
         the run's summary); nothing is sent or recorded."""
+        self._tables_built()
         firsts: dict[str | None, Claim] = {}
         for claim in claims:
             firsts.setdefault(self._variants.get(claim.customer_id), claim)

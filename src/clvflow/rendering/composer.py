@@ -89,10 +89,15 @@ class Composer:
         self._linked[key] = linked
         return linked
 
+    def prepare_tables(self) -> None:
+        """Build the per-run lookup tables now (latest orders, recommendations: on files,
+        queries of the in-process engine) rather than on the first batch."""
+        self._personal.prepare()
+
     def prepare(self, template: str, locales: Sequence[str] | None = None) -> None:
         """Do now what the first batches would do: the per-run lookup tables, and the
         linked template for each locale (default: the shop's)."""
-        self._personal.prepare()
+        self.prepare_tables()
         for locale in locales or self.shop.locales:
             self._linked_for(self.templates.get(template, locale), locale, now=True)
 
