@@ -272,27 +272,28 @@ class CampaignRun:
         self.ledger.record_skips(self.run_id, self.campaign.name, list(items))
 
     def _claim_rows(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
-        rows = []
-        for occ, cid, email, loc in zip(
-            frame["occurrence"],
-            frame["customer_id"],
-            frame["email"],
-            frame["locale"] if "locale" in frame else [None] * len(frame),
-            strict=True,
-        ):
-            variant = self._variants.get(str(cid))
-            rows.append(
-                {
-                    "occurrence": str(occ),
-                    "customer_id": str(cid),
-                    "email": str(email),
-                    "kind": self.kind,
-                    "template": self.spec.template_of(variant),
-                    "variant": variant,
-                    "locale": None if pd.isna(loc) else str(loc),
-                }
+        ids = [str(c) for c in frame["customer_id"]]
+        variants = [self._variants.get(c) for c in ids]
+        templates = {v: self.spec.template_of(v) for v in set(variants)}
+        locales = (
+            [None if pd.isna(loc) else str(loc) for loc in frame["locale"]]
+            if "locale" in frame
+            else [None] * len(frame)
+        )
+        return [
+            {
+                "occurrence": str(occ),
+                "customer_id": cid,
+                "email": str(email),
+                "kind": self.kind,
+                "template": templates[variant],
+                "variant": variant,
+                "locale": locale,
+            }
+            for occ, cid, email, variant, locale in zip(
+                frame["occurrence"], ids, frame["email"], variants, locales, strict=True
             )
-        return rows
+        ]
 
     def batches(self, claims: Sequence[Claim]) -> list[list[Claim]]:
         size = self.batch_size

