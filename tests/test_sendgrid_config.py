@@ -194,3 +194,15 @@ def test_the_audit_catches_a_body_the_stand_in_should_not_have_accepted(
     assert audit.checked == 1 and len(audit.invalid) == 1
     assert "'from' is a required property" in audit.invalid[0]
     broken.reset()  # keep the session's own audit clean of this deliberate breakage
+
+
+def test_concurrency_goes_up_to_512_and_beyond_is_an_error_naming_the_key(
+    demo_project: Path,
+) -> None:
+    configure(demo_project, sendgrid_yaml("https://api.sendgrid.com", concurrency="512"))
+    assert Project.load(demo_project).config.delivery.sendgrid.concurrency == 512
+    configure(demo_project, sendgrid_yaml("https://api.sendgrid.com", concurrency="513"))
+    with pytest.raises(ConfigError) as caught:
+        Project.load(demo_project)
+    text = str(caught.value) + str(getattr(caught.value, "hint", ""))
+    assert "delivery.sendgrid.concurrency" in text and "512" in text

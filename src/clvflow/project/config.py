@@ -103,7 +103,9 @@ class SendGridConfig(Strict):
     sandbox: bool = False
     secret_block: str = "sendgrid-api-key"
     timeout_seconds: float = Field(default=10.0, gt=0)
-    concurrency: int = Field(default=8, ge=1, le=64, description="Requests in flight at once.")
+    concurrency: int = Field(
+        default=8, ge=1, le=512, description="Requests in flight (rate ≈ this ÷ round trip)."
+    )
 
 
 class DeliveryConfig(Strict):
