@@ -226,10 +226,12 @@ class CampaignRun:
         assert self.ledger is not None
         self._rows = {str(r["customer_id"]): r for r in records(plan.send)}
         if self.dry_run:
-            return [
+            fake = [
                 Claim(-i - 1, str(r["occurrence"]), cid, str(r["email"]))
                 for i, (cid, r) in enumerate(self._rows.items())
             ]
+            self.composer.expect([c.customer_id for c in fake])
+            return fake
         ledger = self.ledger
         _ = self.sender  # a missing key or bad backend fails here, before anything is claimed
         ledger.start_run(
@@ -251,6 +253,7 @@ class CampaignRun:
             self.summary.planned_by_variant = Counter(
                 v for c, v in self._variants.items() if v and c in won
             )
+        self.composer.expect([c.customer_id for c in claims])  # batches render in this order
         keep_out_of_sight()  # the run's rows and claims live until it ends (clvflow.heap)
         return claims
 

@@ -3,8 +3,11 @@
 A message needs the customer's latest order (``orders``) and recommendations
 (``recommendations``). On files (DuckDB) both are computed once per run into temporary
 tables; here they are joined once more into one, so a batch costs one query instead of
-two (about 2 ms each for 500 customers, mostly fixed cost). Elsewhere (a database) each
-is looked up as before.
+two (about 2 ms each for 500 customers, mostly fixed cost). When the run says in which
+order it will ask (``expect``), rows are read ahead, ``READ_AHEAD`` customers a query:
+22 µs a row in queries of 500 customers, 9 µs in queries of 5,000 (the engine's fixed cost
+per query, and its conversion of nested values to Python, both amortized). Elsewhere (a
+database) each is looked up as before.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from clvflow.data.sources import ShopData
 from clvflow.personalization.orders import OrderLookup, OrderView
 from clvflow.personalization.recommendations import Recommender
 
+READ_AHEAD = 5000
+Row = tuple[Any, ...]  # customer_id, order_id, placed_at, total, currency, items, buyer, …
+
 
 class Personalization:
     def __init__(self, data: ShopData, as_of: dt.datetime) -> None:
@@ -26,6 +32,10 @@ class Personalization:
         self.orders = OrderLookup(data, as_of)
         self._recommender: Recommender | None = None
         self._table: str | None = None
+        self._ahead: list[str] = []  # the order batches will ask in (``expect``)
+        self._position: dict[str, int] = {}
+        self._read: dict[str, Row | None] = {}  # read ahead, not asked for yet (None: no row)
+        self._read_items = False  # whether the rows read ahead hold the order lines
 
     @property
     def recommender(self) -> Recommender:
@@ -70,14 +80,7 @@ class Personalization:
                 self.orders.for_customers(customer_ids),
                 self.recommender.for_customers(customer_ids),
             )
-        con = self.data.con
-        assert con is not None
-        lines = "items" if items else "NULL"
-        rows = con.execute(
-            f"SELECT customer_id, order_id, placed_at, total, currency, {lines}, buyer, scored, "
-            f"filled FROM {table} WHERE customer_id IN (SELECT unnest($1::VARCHAR[]))",
-            [list(customer_ids)],
-        ).fetchall()
+        rows = self._rows(table, customer_ids, items)
         orders: dict[str, OrderView] = {}
         chosen: dict[str, list[dict[str, Any]]] = {}
         pick = self.recommender.pick
@@ -88,3 +91,38 @@ class Personalization:
                 chosen[cid] = pick(scored, filled)
         fallback = self.recommender.fallback
         return orders, {c: chosen[c] if c in chosen else fallback() for c in customer_ids}
+
+    def expect(self, customer_ids: Sequence[str]) -> None:
+        """The customers batches will ask for, in order: their rows are read ahead."""
+        self._ahead = list(customer_ids)
+        self._position = {c: i for i, c in enumerate(self._ahead)}
+        self._read = {}
+
+    def _rows(self, table: str, customer_ids: Sequence[str], items: bool) -> list[Row]:
+        if not self._position or any(c not in self._position for c in customer_ids):
+            return self._query(table, customer_ids, items)
+        if items and not self._read_items:
+            self._read = {}  # read without order lines: of no use to this template
+        missing = [c for c in customer_ids if c not in self._read]
+        if missing:
+            start = min(self._position[c] for c in missing)
+            chunk = [c for c in self._ahead[start : start + READ_AHEAD] if c not in self._read]
+            chunk += [c for c in set(missing) - set(chunk)]
+            if not self._read:
+                self._read_items = items
+            found = {row[0]: row for row in self._query(table, chunk, self._read_items)}
+            self._read.update({c: found.get(c) for c in chunk})
+        rows = [row for c in customer_ids if (row := self._read.pop(c, None)) is not None]
+        if self._read_items and not items:  # the same rows, without their order lines
+            rows = [(*row[:5], None, *row[6:]) for row in rows]
+        return rows
+
+    def _query(self, table: str, customer_ids: Sequence[str], items: bool) -> list[Row]:
+        con = self.data.con
+        assert con is not None
+        lines = "items" if items else "NULL"
+        return con.execute(
+            f"SELECT customer_id, order_id, placed_at, total, currency, {lines}, buyer, scored, "
+            f"filled FROM {table} WHERE customer_id IN (SELECT unnest($1::VARCHAR[]))",
+            [list(customer_ids)],
+        ).fetchall()

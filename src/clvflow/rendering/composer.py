@@ -94,6 +94,10 @@ class Composer:
         queries of the in-process engine) rather than on the first batch."""
         self._personal.prepare()
 
+    def expect(self, customer_ids: Sequence[str]) -> None:
+        """The customers the next batches are for, in order (their data is read ahead)."""
+        self._personal.expect(customer_ids)
+
     def prepare(self, template: str, locales: Sequence[str] | None = None) -> None:
         """Do now what the first batches would do: the per-run lookup tables, and the
         linked template for each locale (default: the shop's)."""
