@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from clvflow.campaigns.catalog import load_campaigns
-from clvflow.campaigns.runner import run_campaign
+from clvflow.campaigns.runner import CampaignRun, run_campaign
 from clvflow.ledger.schema import messages, promo_codes, skips
 from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project
@@ -147,6 +147,33 @@ def test_lookup_tables_fail_while_claiming_then_nothing_is_sent_and_claims_are_r
     assert not list(project.outbox_dir.glob("everyone/**/*.eml"))
     monkeypatch.setattr(Composer, "prepare_tables", built)
     assert run_campaign(project, campaign, as_of=AS_OF).sent == 4
+
+
+def test_a_run_that_plans_nothing_interrupts_the_lookup_tables(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tables start building while the run plans; when nothing is planned their
+    queries are interrupted instead of waited for (this one would run for hours)."""
+    from clvflow.rendering.composer import Composer
+
+    campaign = _campaign(project, "everyone")
+    assert run_campaign(project, campaign, as_of=AS_OF).sent == 4
+    seen: list[str] = []
+
+    def endless(self: Composer) -> None:
+        con = self._personal.data.con
+        assert con is not None
+        try:
+            con.execute("SELECT sum(i) FROM range(1000000000000) AS t(i)").fetchall()
+        except Exception as exc:
+            seen.append(type(exc).__name__)
+            raise
+
+    monkeypatch.setattr(Composer, "prepare_tables", endless)
+    with CampaignRun(project, campaign, as_of=AS_OF) as run:
+        run.plan()
+        assert (run.summary.planned, run.summary.skipped["already_sent"]) == (0, 4)
+        assert seen == ["InterruptException"]  # stopped by planning, before the run ends
 
 
 def test_dry_run_records_nothing(project: Project) -> None:

@@ -129,9 +129,7 @@ class CampaignRun:
             self._gc_settings = None
         if self._sender is not None and not self.dry_run:
             self._sender.close()
-        if self._tables is not None:
-            wait([self._tables])  # never close the shop's data under a running query
-            self._tables = None
+        self._stop_tables()  # never close the shop's data under a running query
         if self.data is not None:
             self.data.close()
         if self.ledger is not None:
@@ -173,6 +171,8 @@ class CampaignRun:
             self.summary.released = released
             self.summary.earlier_unknown = unknown
         members = self.members if self.members is not None else self.evaluate()
+        if len(members) and self._tables is None and self.data and self.data.con:
+            self._build_tables_meanwhile()
         plan = plan_run(
             self.campaign.name,
             self.spec,
@@ -202,18 +202,27 @@ class CampaignRun:
             zip(ids, assign_variants(self.campaign.name, ids, self.spec.variants), strict=True)
         )
         self.summary.planned_by_variant = Counter(v for v in self._variants.values() if v)
-        if self.summary.planned and self._tables is None and self.data and self.data.con:
-            self._build_tables_meanwhile()
+        if not self.summary.planned:
+            self._stop_tables()  # nothing to render
         return plan
 
     def _build_tables_meanwhile(self) -> None:
         """Build the per-run lookup tables (latest orders, recommendations) in a thread
-        while the run claims. They are queries of the in-process engine, which runs them
-        off the GIL on the other core; nothing else reads the shop's data until the first
-        render waits for them (``_tables_built``)."""
+        while the run plans and claims. They are queries of the in-process engine, which
+        runs them off the GIL on the other core; nothing else reads the shop's data until
+        the first render waits for them (``_tables_built``)."""
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tables")
         self._tables = pool.submit(self.composer.prepare_tables)
         pool.shutdown(wait=False)
+
+    def _stop_tables(self) -> None:
+        """Nothing will be rendered: interrupt the tables' queries (each one as it starts)
+        and wait for the thread; their error, an interruption, is of no interest."""
+        tables, self._tables = self._tables, None
+        while tables is not None and not tables.done():
+            if self.data is not None and self.data.con is not None:
+                self.data.con.interrupt()
+            wait([tables], timeout=0.05)
 
     def _tables_built(self) -> None:
         """Wait for ``_build_tables_meanwhile``; its error, if any, is raised here."""
