@@ -103,7 +103,9 @@ class CampaignRun:
         self.ledger: Ledger | None = None
         self.members: pd.DataFrame | None = None
         self.orders: dict[str, OrderView] = {}  # the triggering order, when there is one
-        self._rows: dict[str, dict[str, Any]] = {}
+        self._rows: dict[str, dict[str, Any]] = {}  # customer → row, while its batch renders
+        self._planned: pd.DataFrame = pd.DataFrame()  # the members this run plans to send
+        self._planned_at: dict[str, int] = {}  # customer → their position in ``_planned``
         self._variants: dict[str, str | None] = {}
         self._waiting: list[tuple[str, str, str]] = []
         self._tables: Future[None] | None = None  # the per-run lookup tables, being built
@@ -140,6 +142,7 @@ class CampaignRun:
         self.ledger = None
         self.members = None
         self._rows = {}
+        self._planned, self._planned_at = pd.DataFrame(), {}
         self.__dict__.pop("composer", None)
 
     @property
@@ -233,11 +236,16 @@ class CampaignRun:
     def claim(self, plan: Plan) -> list[Claim]:
         """Record skips and holdout, claim the messages to send (nothing on a dry run)."""
         assert self.ledger is not None
-        self._rows = {str(r["customer_id"]): r for r in records(plan.send)}
+        self._planned = plan.send.reset_index(drop=True)
+        self._planned_at = {str(c): i for i, c in enumerate(self._planned["customer_id"])}
+        self._rows = {}  # a batch's rows when it renders (``_load_rows``)
         if self.dry_run:
+            frame = self._planned
             fake = [
-                Claim(-i - 1, str(r["occurrence"]), cid, str(r["email"]))
-                for i, (cid, r) in enumerate(self._rows.items())
+                Claim(-i - 1, str(occ), str(cid), str(email))
+                for i, (occ, cid, email) in enumerate(
+                    zip(frame["occurrence"], frame["customer_id"], frame["email"], strict=True)
+                )
             ]
             self.composer.expect([c.customer_id for c in fake])
             return fake
@@ -312,14 +320,24 @@ class CampaignRun:
         return [list(claims[i : i + size]) for i in range(0, len(claims), size)]
 
     def _load_batch(self, batch: Sequence[Claim]) -> None:
-        """In a worker: the batch's customers (and variants) from the shop's data."""
-        assert self.data is not None
         self._tables_built()
-        missing = [c.customer_id for c in batch if c.customer_id not in self._rows]
+        self._load_rows(batch)
+
+    def _load_rows(self, claims: Sequence[Claim]) -> None:
+        """The claims' customer rows: from this run's plan, a batch at a time as it renders
+        (so 100,000 rows are never held at once); in a worker, with their variants, from
+        the shop's data."""
+        assert self.data is not None
+        missing = [c.customer_id for c in claims if c.customer_id not in self._rows]
+        planned = [self._planned_at[c] for c in missing if c in self._planned_at]
+        if planned:
+            rows = records(self._planned.iloc[planned])
+            self._rows.update((str(r["customer_id"]), r) for r in rows)
+            missing = [c for c in missing if c not in self._rows]
         if not missing:
             return
         rows = customer_rows(self.data, missing, self.as_of)
-        by_claim = {c.customer_id: c for c in batch}
+        by_claim = {c.customer_id: c for c in claims}
         for row in rows:
             cid = str(row["customer_id"])
             self._rows[cid] = {**row, "occurrence": by_claim[cid].occurrence}
@@ -343,6 +361,8 @@ class CampaignRun:
             batch, earlier = self._handed_over_before(batch)
         self._load_batch(batch)
         messages, failures, tags = self.render_batch(batch)
+        for claim in batch:  # rendered: a retry of the batch loads them again
+            self._rows.pop(claim.customer_id, None)
         return PreparedBatch(messages, failures, tags, earlier)
 
     def deliver_batch(self, prepared: PreparedBatch) -> BatchResult:
@@ -511,6 +531,7 @@ class CampaignRun:
         firsts: dict[str | None, Claim] = {}
         for claim in claims:
             firsts.setdefault(self._variants.get(claim.customer_id), claim)
+        self._load_rows(list(firsts.values()))
         folder = self.project.state_dir / "samples" / _safe(self.campaign.name)
         out: dict[str, str] = {}
         for variant, claim in firsts.items():
