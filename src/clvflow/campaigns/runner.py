@@ -481,6 +481,7 @@ class CampaignRun:
         each message's (locale, variant)."""
         cfg = self.project.config
         self._tables_built()
+        self._load_rows(batch)  # loaded already when called from ``prepare_batch``
         promos = self._promos(batch)
         groups: dict[str | None, list[Claim]] = {}
         for claim in batch:
