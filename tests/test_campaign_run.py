@@ -176,6 +176,30 @@ def test_a_run_that_plans_nothing_interrupts_the_lookup_tables(
         assert seen == ["InterruptException"]  # stopped by planning, before the run ends
 
 
+def test_every_delivered_batch_renews_the_run_lease(project: Project) -> None:
+    """A run's lease is renewed with each batch's outcomes, so a long run is never taken
+    for a dead one by the next run."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from clvflow.ledger.schema import runs
+    from clvflow.ledger.store import utcnow
+
+    with CampaignRun(project, _campaign(project, "everyone"), as_of=AS_OF) as run:
+        claims = run.claim(run.plan())
+        assert run.ledger is not None
+        with run.ledger.engine.begin() as con:  # as if the run had been slow until now
+            con.execute(
+                update(runs)
+                .where(runs.c.run_id == run.run_id)
+                .values(lease_until=dt.datetime(2000, 1, 1))
+            )
+        assert run.send_batch(claims).sent == 4
+        [lease] = _rows(project, runs, runs.c.run_id == run.run_id)
+    assert lease["lease_until"] > utcnow()
+
+
 def test_dry_run_records_nothing(project: Project) -> None:
     summary = run_campaign(project, _campaign(project, "everyone"), as_of=AS_OF, dry_run=True)
     assert summary.sent == 4

@@ -389,8 +389,8 @@ class CampaignRun:
                     [m.message_id for m in messages if m.message_id not in done]
                 )
                 raise
-            self.ledger.renew_lease(self.run_id, self.lease_seconds)
-        result = self._record(results, messages, failures, tags)
+        lease = None if self.dry_run else (self.run_id, self.lease_seconds)
+        result = self._record(results, messages, failures, tags, lease)  # + the lease renewed
         for name in ("sent", "failed", "unknown"):
             setattr(result, name, getattr(result, name) + getattr(earlier, name))
         result.failures.update(earlier.failures)
@@ -430,8 +430,10 @@ class CampaignRun:
         messages: Sequence[OutgoingMessage],
         failures: list[Outcome],
         tags: dict[int, tuple[str, str]],
+        lease: tuple[str, float] | None = None,
     ) -> BatchResult:
-        """Store the outcomes; ``tags`` maps a message to its (locale, variant)."""
+        """Store the outcomes (renewing ``lease`` in the same transaction); ``tags`` maps a
+        message to its (locale, variant)."""
         assert self.ledger is not None
         if self.dry_run:
             results = [SendResult(m.message_id, "sent") for m in messages]
@@ -451,7 +453,7 @@ class CampaignRun:
             for o in outcomes
         ]
         if not self.dry_run:
-            self.ledger.record(outcomes)
+            self.ledger.record(outcomes, lease)
         result = BatchResult()
         for o in outcomes:
             locale, variant = tags.get(o.message_id, ("", ""))

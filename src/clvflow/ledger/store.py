@@ -137,11 +137,15 @@ class Ledger:
 
     def renew_lease(self, run_id: str, lease_seconds: float) -> None:
         with self.engine.begin() as con:
-            con.execute(
-                update(runs)
-                .where(runs.c.run_id == run_id)
-                .values(lease_until=utcnow() + dt.timedelta(seconds=lease_seconds))
-            )
+            self._renew(con, run_id, lease_seconds)
+
+    @staticmethod
+    def _renew(con: Any, run_id: str, lease_seconds: float) -> None:
+        con.execute(
+            update(runs)
+            .where(runs.c.run_id == run_id)
+            .values(lease_until=utcnow() + dt.timedelta(seconds=lease_seconds))
+        )
 
     def finish_run(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
         with self.engine.begin() as con:
@@ -284,9 +288,12 @@ class Ledger:
             "ON CONFLICT (campaign, occurrence, customer_id) DO NOTHING"
         )
 
-    def record(self, outcomes: Sequence[Outcome]) -> None:
-        """Store the outcome of messages this run handed over (a final outcome never changes)."""
+    def record(self, outcomes: Sequence[Outcome], lease: tuple[str, float] | None = None) -> None:
+        """Store the outcome of messages this run handed over (a final outcome never changes);
+        with ``lease`` (run id, seconds), renew that run's lease in the same transaction."""
         if not outcomes:
+            if lease is not None:
+                self.renew_lease(*lease)
             return
         now = self._time(utcnow())
         mark = self._mark
@@ -303,6 +310,8 @@ class Ledger:
         ]
         with self.engine.begin() as con:
             con.exec_driver_sql(sql, params)
+            if lease is not None:
+                self._renew(con, *lease)
 
     def record_skips(
         self, run_id: str, campaign: str, items: Sequence[tuple[str, str, str]]
