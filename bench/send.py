@@ -160,7 +160,8 @@ def timed_stages() -> StageClock:
     clock.wrap(SendGridSender, "send_batch", "send: payloads + HTTP (threads)")
     for method in ("mark_sending", "record", "renew_lease", "add_promo_codes", "promo_codes_for"):
         clock.wrap(Ledger, method, "ledger: per-batch writes")
-    clock.wrap(CampaignRun, "_load_batch", "worker: load the batch's customers")
+    clock.wrap(CampaignRun, "_load_rows", "a batch's customer rows (a worker: from the data)")
+    clock.wrap(CampaignRun, "_tables_built", "waiting for the lookup tables")
     return clock
 
 

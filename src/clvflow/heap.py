@@ -1,10 +1,10 @@
 """Garbage-collector settings for processes that handle messages in bulk.
 
 CPython's cyclic collector runs its youngest generation after every 700 net allocations.
-A campaign run allocates several dicts and strings per message and keeps 100,000 rows, so
+A campaign run allocates several dicts and strings per message and keeps 100,000 claims, so
 the collector ran about 1,300 times in a 30,000-message run and took 8 % of its time
 (bench/README.md, "send"). Collecting after every 50,000 allocations instead, and taking
-the run's long-lived rows out of the collector's sight (``gc.freeze``), cut the campaign
+the run's long-lived objects out of the collector's sight (``gc.freeze``), cut the campaign
 process's CPU per message by 8-10 %. Reference counting still frees every object that is
 not in a cycle at once; only cyclic garbage waits a little longer.
 """

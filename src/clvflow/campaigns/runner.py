@@ -271,7 +271,7 @@ class CampaignRun:
                 v for c, v in self._variants.items() if v and c in won
             )
         self.composer.expect([c.customer_id for c in claims])  # batches render in this order
-        keep_out_of_sight()  # the run's rows and claims live until it ends (clvflow.heap)
+        keep_out_of_sight()  # the run's plan and claims live until it ends (clvflow.heap)
         return claims
 
     def record_reasons(self, items: Sequence[tuple[str, str, str]]) -> None:
@@ -319,10 +319,6 @@ class CampaignRun:
         size = self.batch_size
         return [list(claims[i : i + size]) for i in range(0, len(claims), size)]
 
-    def _load_batch(self, batch: Sequence[Claim]) -> None:
-        self._tables_built()
-        self._load_rows(batch)
-
     def _load_rows(self, claims: Sequence[Claim]) -> None:
         """The claims' customer rows: from this run's plan, a batch at a time as it renders
         (so 100,000 rows are never held at once); in a worker, with their variants, from
@@ -359,7 +355,6 @@ class CampaignRun:
         earlier = BatchResult()
         if not self.dry_run:
             batch, earlier = self._handed_over_before(batch)
-        self._load_batch(batch)
         messages, failures, tags = self.render_batch(batch)
         for claim in batch:  # rendered: a retry of the batch loads them again
             self._rows.pop(claim.customer_id, None)
@@ -389,7 +384,7 @@ class CampaignRun:
                     [m.message_id for m in messages if m.message_id not in done]
                 )
                 raise
-        lease = None if self.dry_run else (self.run_id, self.lease_seconds)
+        lease = (self.run_id, self.lease_seconds)
         result = self._record(results, messages, failures, tags, lease)  # + the lease renewed
         for name in ("sent", "failed", "unknown"):
             setattr(result, name, getattr(result, name) + getattr(earlier, name))
@@ -483,7 +478,7 @@ class CampaignRun:
         each message's (locale, variant)."""
         cfg = self.project.config
         self._tables_built()
-        self._load_rows(batch)  # loaded already when called from ``prepare_batch``
+        self._load_rows(batch)
         promos = self._promos(batch)
         groups: dict[str | None, list[Claim]] = {}
         for claim in batch:

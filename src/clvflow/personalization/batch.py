@@ -107,7 +107,7 @@ class Personalization:
         if missing:
             start = min(self._position[c] for c in missing)
             chunk = [c for c in self._ahead[start : start + READ_AHEAD] if c not in self._read]
-            chunk += [c for c in set(missing) - set(chunk)]
+            chunk += set(missing) - set(chunk)  # asked for, further on than the read-ahead
             if not self._read:
                 self._read_items = items
             found = {row[0]: row for row in self._query(table, chunk, self._read_items)}
