@@ -14,7 +14,14 @@ from clvflow.campaigns.params import PromoSpec
 from clvflow.cli.main import main
 from clvflow.errors import ClvflowError
 from clvflow.ledger.store import Ledger
-from clvflow.personalization.promo import ALPHABET, new_code, promo_row, redeem
+from clvflow.personalization.promo import (
+    ALPHABET,
+    new_code,
+    new_codes,
+    promo_row,
+    promo_rows,
+    redeem,
+)
 from clvflow.project.layout import Project
 from tests.conftest import ProjectFactory
 
@@ -32,8 +39,12 @@ def _issue(root: Path, customers: list[str]) -> list[str]:
     return [str(r["code"]) for r in rows]
 
 
-def test_codes_are_unique_and_readable() -> None:
-    codes = {new_code("BACK") for _ in range(20_000)}
+@pytest.mark.parametrize("drawn", ["one at a time", "a batch at once"])
+def test_codes_are_unique_and_readable(drawn: str) -> None:
+    if drawn == "one at a time":
+        codes = {new_code("BACK") for _ in range(20_000)}
+    else:
+        codes = set(new_codes("BACK", 20_000))
     assert len(codes) == 20_000
     for code in list(codes)[:100]:
         prefix, first, second = code.split("-")
@@ -49,6 +60,15 @@ def test_codes_are_unique_and_readable() -> None:
 def test_a_code_expires_at_the_end_of_its_last_day() -> None:
     row = promo_row(SPEC, "win-back", "once", "C1", "EUR", ISSUED)
     assert row["expires_at"] == dt.datetime(2026, 12, 7, 23, 59, 59)
+
+
+def test_a_batch_of_rows_has_one_code_per_recipient_in_order() -> None:
+    pairs = [("once", f"C{i}") for i in range(500)]
+    rows = promo_rows(SPEC, "win-back", pairs, "EUR", ISSUED)
+    assert [(r["occurrence"], r["customer_id"]) for r in rows] == pairs
+    assert len({r["code"] for r in rows}) == 500
+    assert {r["expires_at"] for r in rows} == {dt.datetime(2026, 12, 7, 23, 59, 59)}
+    assert promo_rows(SPEC, "win-back", [], "EUR", ISSUED) == []
 
 
 def test_redeem_once_then_refused(

@@ -35,7 +35,7 @@ from clvflow.delivery.senders import open_sender
 from clvflow.heap import end_bulk_work, keep_out_of_sight, start_bulk_work
 from clvflow.ledger.store import Claim, Ledger, Outcome
 from clvflow.personalization.orders import OrderView
-from clvflow.personalization.promo import promo_row
+from clvflow.personalization.promo import promo_row, promo_rows
 from clvflow.planning.plan import Plan, plan_run
 from clvflow.project.layout import Project
 from clvflow.rendering.composer import Composer
@@ -565,22 +565,20 @@ class CampaignRun:
         assert self.ledger is not None
         currency = self.project.config.shop.currency
         if self.dry_run:
-            rows = [
-                promo_row(
-                    spec, self.campaign.name, c.occurrence, c.customer_id, currency, self.as_of
-                )
-                for c in batch
-            ]
+            pairs = [(c.occurrence, c.customer_id) for c in batch]
+            rows = promo_rows(spec, self.campaign.name, pairs, currency, self.as_of)
             return {str(r["customer_id"]): r for r in rows}
         existing: dict[str, dict[str, Any]] = {}
         for occ in {c.occurrence for c in batch}:
             ids = [c.customer_id for c in batch if c.occurrence == occ]
             existing.update(self.ledger.promo_codes_for(self.campaign.name, occ, ids))
-        fresh = [
-            promo_row(spec, self.campaign.name, c.occurrence, c.customer_id, currency, self.as_of)
-            for c in batch
-            if c.customer_id not in existing
-        ]
+        fresh = promo_rows(
+            spec,
+            self.campaign.name,
+            [(c.occurrence, c.customer_id) for c in batch if c.customer_id not in existing],
+            currency,
+            self.as_of,
+        )
         self.ledger.add_promo_codes(fresh)
         existing.update({str(r["customer_id"]): r for r in fresh})
         return existing

@@ -1,8 +1,8 @@
 """A sender in its own process, so sending and rendering run on different cores.
 
-The campaign's process renders (pure Python: it holds the GIL); the SendGrid sender's
-threads need the GIL too, for every request. In one process they take turns, and a thread
-that renders the next batch while the last one is sent slows both (bench/README.md,
+The campaign's process renders (pure Python: it holds the GIL); the SendGrid sender needs
+the GIL too, for every request. In one process they take turns, and a thread that renders
+the next batch while the last one is sent slows both (bench/README.md,
 "send"). :class:`SenderProcess` moves the sender into a child process that gets a whole
 batch over a pipe and answers with one result per message, so the campaign's process only
 waits on the pipe (without the GIL) while the batch is on the wire.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import httptools
 
-_READ = 65536
+_READ = 65536  # bytes a read asks for
 
 
 @dataclass(frozen=True)
@@ -60,28 +60,57 @@ class _Collector:
         self.keep_alive = self.parser.should_keep_alive()
 
 
+class ReplyReader:
+    """One reply, fed as its bytes arrive (the sender's event loop reads many sockets at
+    once); :func:`read_reply` drives it from one blocking socket."""
+
+    __slots__ = ("_collected",)
+
+    def __init__(self) -> None:
+        self._collected = _Collector()
+
+    def feed(self, data: bytes) -> Reply | None:
+        """The reply once ``data`` completes it, else None; :class:`ReplyError` if malformed."""
+        collected = self._collected
+        try:
+            collected.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            raise ReplyError(f"malformed reply: {exc}") from None
+        return self._reply() if collected.complete else None
+
+    def at_close(self) -> Reply:
+        """The connection closed: the reply, if it is one that ends there (no length, not
+        chunked); any other reply cut short raises :class:`ReplyError`."""
+        if not _ends_at_close(self._collected):
+            raise ReplyError("the connection closed before the reply was complete")
+        return self._reply(keep_alive=False)
+
+    def _reply(self, keep_alive: bool | None = None) -> Reply:
+        collected = self._collected
+        return Reply(
+            collected.parser.get_status_code(),
+            collected.headers,
+            b"".join(collected.body),
+            collected.keep_alive if keep_alive is None else keep_alive,
+        )
+
+
 def read_reply(sock: socket.socket) -> Reply:
     """The next reply on ``sock`` (its timeout applies to each read).
 
     A reply whose body runs to the end of the connection (no length, not chunked) ends when
     the server closes it; any other reply cut short raises :class:`ReplyError`."""
-    collected = _Collector()
-    parser = collected.parser
+    reader = ReplyReader()
     try:
-        while not collected.complete:
+        while True:
             data = sock.recv(_READ)
             if not data:
-                if _ends_at_close(collected):
-                    break
-                raise ReplyError("the connection closed before the reply was complete")
-            parser.feed_data(data)
-        status = parser.get_status_code()
-        keep_alive = collected.keep_alive
+                return reader.at_close()
+            reply = reader.feed(data)
+            if reply is not None:
+                return reply
     except OSError as exc:  # a timeout or a reset
         raise ReplyError(f"{type(exc).__name__}: {exc}") from None
-    except httptools.HttpParserError as exc:
-        raise ReplyError(f"malformed reply: {exc}") from None
-    return Reply(status, collected.headers, b"".join(collected.body), keep_alive)
 
 
 def _ends_at_close(collected: _Collector) -> bool:

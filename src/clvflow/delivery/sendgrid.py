@@ -17,34 +17,32 @@ Outcomes per message:
 Why ``http.client`` and not ``httpx``: measured against the stand-in on this 2-core machine
 (bench/README.md, "send"), a kept-alive ``httpx.Client`` costs 700-950 µs of CPU per request
 in the sending process, the standard library's ``http.client`` on the same kept-alive
-connections 210-270 µs; the sending process holds the GIL for rendering too, so that CPU is
-the ceiling of a campaign's rate. ``http.client`` opens the connections (and TLS); replies
-are parsed by ``httptools`` (:mod:`clvflow.delivery.reply`), which takes a request
-from 108 to 70 µs.
+connections 210-270 µs; that CPU is the ceiling of a campaign's rate. ``http.client``
+opens the connections (and TLS); replies are parsed by ``httptools``
+(:mod:`clvflow.delivery.reply`). One thread drives every connection with a selector
+(:mod:`clvflow.delivery.connections`): a retry waits on a timer, not in a sleeping thread,
+and hundreds of connections (what a real round trip needs) cost no more than a few.
 """
 
 from __future__ import annotations
 
-import http.client
+import heapq
+import itertools
 import random
-import select
-import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import orjson
 from sendgrid.helpers.mail.exceptions import ApiKeyIncludedException
 
 from clvflow.delivery.base import SendAbortedError, SendResult
+from clvflow.delivery.connections import Connections, Done, Host, NotSentError
 from clvflow.delivery.message import OutgoingMessage
 from clvflow.delivery.payload import PayloadBuilder
-from clvflow.delivery.reply import Reply, ReplyError, read_reply
-from clvflow.errors import DeliveryError
+from clvflow.delivery.reply import Reply
 
 SEND_PATH = "/v3/mail/send"
 SANDBOX_REASON = "sandbox mode: SendGrid validated it and delivered nothing"
@@ -66,112 +64,6 @@ def error_message(reply: Reply) -> str:
         return f"{reply.status}: {first.get('message', '')}{field}"
     except (orjson.JSONDecodeError, AttributeError, IndexError, KeyError, TypeError):
         return f"{reply.status}: {reply.body[:200].decode('utf-8', 'replace')}"
-
-
-class NotSentError(Exception):
-    """The request never left completely (refused, or the write failed): safe to retry."""
-
-
-class MaybeSentError(Exception):
-    """The whole request was written, but no reply came: it may have been delivered."""
-
-
-class Endpoint:
-    """One kept-alive connection to the API host; a worker thread owns one.
-
-    ``http.client`` opens the connection (and TLS), ``httptools`` parses each reply; the
-    request goes out as one write of a header block built once plus the body (``http.client`` writes
-    the two separately, and each loopback write costs about 70 µs).
-    """
-
-    def __init__(self, api_host: str, timeout: float) -> None:
-        url = urlsplit(api_host.rstrip("/"))
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise DeliveryError(
-                f"delivery.sendgrid.api_host is '{api_host}'",
-                hint="use a URL such as https://api.sendgrid.com (or set SENDGRID_API_HOST)",
-            )
-        self.scheme = url.scheme
-        self.host = url.hostname
-        self.port = url.port
-        self.prefix = url.path
-        self.timeout = timeout
-        default_port = 443 if url.scheme == "https" else 80
-        netloc = self.host if self.port in (None, default_port) else f"{self.host}:{self.port}"
-        self._host_header = f"[{netloc}]" if ":" in self.host else netloc
-        self._conn: http.client.HTTPConnection | None = None
-        self._heads: dict[tuple[str, tuple[tuple[str, str], ...]], bytes] = {}
-
-    def _socket(self) -> socket.socket:
-        conn = self._conn
-        if conn is not None and (conn.sock is None or _readable(conn.sock)):
-            # closed by the server since the last reply (idle timeout, Connection: close):
-            # reusing it could lose a request in flight, so start afresh
-            conn.close()
-            conn = None
-        if conn is None:
-            cls = (
-                http.client.HTTPSConnection
-                if self.scheme == "https"
-                else http.client.HTTPConnection
-            )
-            conn = cls(self.host, self.port, timeout=self.timeout)  # sets TCP_NODELAY
-            try:
-                conn.connect()
-            except OSError as exc:
-                conn.close()
-                raise NotSentError(f"cannot connect: {type(exc).__name__}: {exc}") from None
-            self._conn = conn
-        assert conn.sock is not None
-        return conn.sock
-
-    def _head(self, path: str, headers: dict[str, str]) -> bytes:
-        key = (path, tuple(headers.items()))
-        head = self._heads.get(key)
-        if head is None:
-            lines = [f"POST {self.prefix}{path} HTTP/1.1", f"Host: {self._host_header}"]
-            for name, value in headers.items():
-                if any(ch in name + value for ch in "\r\n\0") or ":" in name:
-                    raise DeliveryError(
-                        f"the request header {name!r} holds a line break",
-                        hint="check SENDGRID_API_KEY for stray whitespace or newlines",
-                    )
-                lines.append(f"{name}: {value}")
-            head = self._heads[key] = ("\r\n".join(lines) + "\r\nContent-Length: ").encode(
-                "latin-1"
-            )
-        return head
-
-    def post(self, path: str, body: bytes, headers: dict[str, str]) -> Reply:
-        request = b"".join((self._head(path, headers), b"%d\r\n\r\n" % len(body), body))
-        sock = self._socket()
-        try:
-            sock.sendall(request)
-        except OSError as exc:  # the request did not get out whole: nothing was accepted
-            self.close()
-            raise NotSentError(f"cannot write the request: {type(exc).__name__}") from None
-        try:
-            reply = read_reply(sock)
-        except ReplyError as exc:
-            self.close()
-            raise MaybeSentError(str(exc)) from None
-        if not reply.keep_alive:
-            self.close()
-        return reply
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
-def _readable(sock: socket.socket) -> bool:
-    """A kept-alive socket with something to read (EOF, a reset) before we asked."""
-    try:
-        ready, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(ready)
 
 
 class SendGridSender:
@@ -197,7 +89,7 @@ class SendGridSender:
         self._sleep = sleep
         self._clock = clock
         self._random = random.Random()
-        self._stop = threading.Event()
+        self._order = itertools.count()  # ties between timers: first scheduled, first due
         self._refused: SendAbortedError | None = None
         self._headers = {
             "Authorization": f"Bearer {api_key}",
@@ -206,114 +98,136 @@ class SendGridSender:
         }
         self._payloads = PayloadBuilder(sandbox)
         # a bad URL or a key with a line break fails here, before anything is claimed
-        Endpoint(api_host, timeout)._head(SEND_PATH, self._headers)
-        self._local = threading.local()
-        self._endpoints: list[Endpoint] = []
-        self._endpoints_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sendgrid")
-
-    def _endpoint(self) -> Endpoint:
-        endpoint: Endpoint | None = getattr(self._local, "endpoint", None)
-        if endpoint is None:
-            endpoint = Endpoint(self.api_host, self.timeout)
-            self._local.endpoint = endpoint
-            with self._endpoints_lock:
-                self._endpoints.append(endpoint)
-        return endpoint
+        host = Host(api_host, timeout)
+        host.head(SEND_PATH, self._headers)
+        self._time = _WaitClock(sleep)
+        self._connections = Connections(host, self.concurrency, self._time.now)
+        self._lock = threading.Lock()  # one batch at a time on the connections
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
-        """Send all; on 401/403 stop submitting and raise with what was done.
+        """Send all; on 401/403 stop starting requests and raise with what was done.
 
         Once refused, the sender stays refused: every later batch (a retry, the next batch)
         raises the same error at once and sends nothing, so no message is ever left without
-        a result."""
-        if self._refused is not None:
-            raise SendAbortedError(self._refused.message, [], hint=self._refused.hint)
-        # each worker thread takes the next message until none is left: no future and no
-        # condition variable per message (a tenth of the sending process's time)
-        waiting = deque(enumerate(messages))
-        slots: list[SendResult | None] = [None] * len(messages)
-        aborts: list[SendAbortedError] = []
+        a result. A message that never left (the run stopped first) has no result."""
+        with self._lock:
+            if self._refused is not None:
+                raise SendAbortedError(self._refused.message, [], hint=self._refused.hint)
+            slots: list[SendResult | None] = [None] * len(messages)
+            abort = self._send_all(messages, slots)
+            results = [r for r in slots if r is not None]
+            if abort is not None:
+                self._refused = abort
+                raise SendAbortedError(abort.message, results, hint=abort.hint)
+            return results
 
-        def drain() -> None:
-            while True:
+    def _send_all(
+        self, messages: Sequence[OutgoingMessage], slots: list[SendResult | None]
+    ) -> SendAbortedError | None:
+        """The batch's event loop: start requests on free connections, read the replies,
+        retry after a wait (timers in ``waiting``); returns the refusal that stopped it."""
+        connections = self._connections
+        ready: deque[_Attempt] = deque(_Attempt(i, m) for i, m in enumerate(messages))
+        waiting: list[tuple[float, int, _Attempt]] = []  # (due, order, attempt): a heap
+        abort: SendAbortedError | None = None
+        while True:
+            now = self._time.now()
+            while waiting and waiting[0][0] <= now:
+                ready.append(heapq.heappop(waiting)[2])
+            while ready and connections.free and abort is None:
+                attempt = ready.popleft()
                 try:
-                    index, message = waiting.popleft()
-                except IndexError:
-                    return
-                try:
-                    slots[index] = self._send_one(message)
-                except SendAbortedError as exc:
-                    aborts.append(exc)  # the others stop too (``_stop``): nothing more leaves
+                    connections.start(attempt, SEND_PATH, self._body(attempt), self._headers)
+                except NotSentError as exc:
+                    self._again(attempt, str(exc), self._backoff(attempt.tries), waiting, slots)
+                except _PayloadError as exc:
+                    slots[attempt.index] = SendResult(
+                        attempt.message.message_id, "failed", reason=f"payload: {exc.args[0]}"
+                    )
+            if abort is not None:  # refused: what has not left stays without a result
+                ready.clear()
+                waiting.clear()
+            if connections.busy:
+                timeout = 0.0 if ready and connections.free else None
+                if waiting:
+                    due = max(0.0, waiting[0][0] - self._time.now())
+                    timeout = due if timeout is None else min(timeout, due)
+                for done in connections.wait(timeout):
+                    abort = self._settle(done, waiting, slots) or abort
+            elif waiting and not ready:
+                self._time.sleep(waiting[0][0] - self._time.now())
+            elif not ready:
+                return abort
 
-        workers = [self._pool.submit(drain) for _ in range(min(self.concurrency, len(messages)))]
-        for worker in workers:
-            worker.result()
-        results = [r for r in slots if r is not None]
-        if aborts:
-            abort = self._refused = aborts[0]
-            raise SendAbortedError(abort.message, results, hint=abort.hint)
-        return results
+    def _body(self, attempt: _Attempt) -> bytes:
+        if attempt.body is None:
+            try:
+                attempt.body = orjson.dumps(self._payloads.payload(attempt.message))
+            except (ApiKeyIncludedException, TypeError, ValueError) as exc:
+                raise _PayloadError(repr(exc)[:480]) from None
+        return attempt.body
+
+    def _settle(
+        self, done: Done, waiting: list[tuple[float, int, _Attempt]], slots: list[SendResult | None]
+    ) -> SendAbortedError | None:
+        """One request's end: a result, a retry, or the refusal that stops the run."""
+        attempt: _Attempt = done.tag
+        message_id = attempt.message.message_id
+        reply = done.reply
+        if reply is None:
+            slots[attempt.index] = SendResult(
+                message_id,
+                "unknown",
+                reason=f"{done.error} after the request was sent: it may have been delivered, "
+                "so it is not retried",
+            )
+            return None
+        status = reply.status
+        if status in (200, 202):
+            slots[attempt.index] = SendResult(
+                message_id,
+                "sent",
+                provider_id=reply.headers.get("x-message-id"),
+                reason=SANDBOX_REASON if self.sandbox else None,
+            )
+        elif status in (401, 403):
+            return SendAbortedError(
+                f"SendGrid refused the request: {error_message(reply)}",
+                [],
+                hint="check SENDGRID_API_KEY (or the Prefect Secret block) and that the "
+                "sender address is verified in SendGrid",
+            )
+        elif status == 429:
+            wait = self._rate_limit_wait(reply, attempt.tries)
+            self._again(attempt, error_message(reply), wait, waiting, slots)
+        elif status >= 500:
+            self._again(attempt, error_message(reply), self._backoff(attempt.tries), waiting, slots)
+        else:
+            slots[attempt.index] = SendResult(message_id, "failed", reason=error_message(reply))
+        return None
+
+    def _again(
+        self,
+        attempt: _Attempt,
+        why: str,
+        wait: float,
+        waiting: list[tuple[float, int, _Attempt]],
+        slots: list[SendResult | None],
+    ) -> None:
+        """Retry after ``wait`` seconds, or record the failure once the tries are used up."""
+        attempt.tries += 1
+        if attempt.tries >= self.retry.attempts:
+            slots[attempt.index] = SendResult(
+                attempt.message.message_id,
+                "failed",
+                reason=f"gave up after {self.retry.attempts} attempts, last: {why}",
+            )
+            return
+        heapq.heappush(waiting, (self._time.now() + wait, next(self._order), attempt))
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.retry.cap_seconds, self.retry.base_seconds * 2**attempt)
         return self._random.uniform(0, ceiling)  # full jitter
-
-    def _send_one(self, message: OutgoingMessage) -> SendResult | None:
-        if self._stop.is_set():
-            return None  # the run is stopping: never handed over
-        try:
-            body = orjson.dumps(self._payloads.payload(message))
-        except (ApiKeyIncludedException, TypeError, ValueError) as exc:
-            return SendResult(message.message_id, "failed", reason=f"payload: {exc!r}"[:500])
-        endpoint = self._endpoint()
-        last = "no attempt"
-        for attempt in range(self.retry.attempts):
-            if self._stop.is_set():
-                return None  # stopped between attempts: this one never got through
-            try:
-                reply = endpoint.post(SEND_PATH, body, self._headers)
-            except NotSentError as exc:
-                last = str(exc)
-                self._sleep(self._backoff(attempt))
-                continue
-            except MaybeSentError as exc:
-                return SendResult(
-                    message.message_id,
-                    "unknown",
-                    reason=f"{exc} after the request was sent: it may have been delivered, "
-                    "so it is not retried",
-                )
-            status = reply.status
-            if status in (200, 202):
-                return SendResult(
-                    message.message_id,
-                    "sent",
-                    provider_id=reply.headers.get("x-message-id"),
-                    reason=SANDBOX_REASON if self.sandbox else None,
-                )
-            if status in (401, 403):
-                self._stop.set()
-                raise SendAbortedError(
-                    f"SendGrid refused the request: {error_message(reply)}",
-                    [],
-                    hint="check SENDGRID_API_KEY (or the Prefect Secret block) and that the "
-                    "sender address is verified in SendGrid",
-                )
-            if status == 429:
-                last = error_message(reply)
-                self._sleep(self._rate_limit_wait(reply, attempt))
-                continue
-            if status >= 500:
-                last = error_message(reply)
-                self._sleep(self._backoff(attempt))
-                continue
-            return SendResult(message.message_id, "failed", reason=error_message(reply))
-        return SendResult(
-            message.message_id,
-            "failed",
-            reason=f"gave up after {self.retry.attempts} attempts, last: {last}",
-        )
 
     def _rate_limit_wait(self, reply: Reply, attempt: int) -> float:
         try:
@@ -325,8 +239,40 @@ class SendGridSender:
         return min(max(wait, 0.0) + jitter, self.retry.max_rate_limit_wait)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
-        with self._endpoints_lock:
-            for endpoint in self._endpoints:
-                endpoint.close()
-            self._endpoints.clear()
+        with self._lock:
+            self._connections.close()
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """A message on its way: its place in the batch, its body once built, tries so far."""
+
+    index: int
+    message: OutgoingMessage
+    body: bytes | None = None
+    tries: int = 0
+
+
+class _PayloadError(Exception):
+    """The message cannot become a request body (the helper refused it)."""
+
+
+class _WaitClock:
+    """Monotonic time for the batch's timers, and the wait for the next one.
+
+    ``sleep`` is what waits (``time.sleep``; tests pass a function that only records the
+    wait): whatever it did not really wait is added to this clock, so a retry that waited
+    is due when ``sleep`` returns either way."""
+
+    def __init__(self, sleep: Callable[[float], None]) -> None:
+        self._sleep = sleep
+        self._skew = 0.0
+
+    def now(self) -> float:
+        return time.monotonic() + self._skew
+
+    def sleep(self, seconds: float) -> None:
+        seconds = max(0.0, seconds)
+        started = time.monotonic()
+        self._sleep(seconds)
+        self._skew += max(0.0, seconds - (time.monotonic() - started))
