@@ -144,19 +144,17 @@ class Connections:
         Raises :class:`NotSentError` if it could not be written whole."""
         if self._clock() - self._polled_at > _FRESH_SECONDS:
             self._poll_idle()
-        line = self._free.pop()
         request = b"".join((self.host.head(path, headers), b"%d\r\n\r\n" % len(body), body))
+        line = self._free[-1]
+        if line.sock is None:
+            line.sock = self.host.connect()  # NotSentError: the line stays free, unopened
+            self._selector.register(line.sock, selectors.EVENT_READ, line)
         try:
-            if line.sock is None:
-                line.sock = self.host.connect()
-                self._selector.register(line.sock, selectors.EVENT_READ, line)
             line.sock.sendall(request)
-        except (NotSentError, OSError) as exc:
+        except OSError as exc:
             self._close(line)
-            self._free.append(line)
-            if isinstance(exc, NotSentError):
-                raise
             raise NotSentError(f"cannot write the request: {type(exc).__name__}") from None
+        self._free.pop()
         line.tag = tag
         line.reader = ReplyReader()
         line.deadline = self._clock() + self.host.timeout

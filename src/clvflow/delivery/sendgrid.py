@@ -86,7 +86,6 @@ class SendGridSender:
         self.sandbox = sandbox
         self.concurrency = max(1, concurrency)
         self.retry = retry or RetryPolicy()
-        self._sleep = sleep
         self._clock = clock
         self._random = random.Random()
         self._order = itertools.count()  # ties between timers: first scheduled, first due
@@ -147,11 +146,8 @@ class SendGridSender:
             if abort is not None:  # refused: what has not left stays without a result
                 ready.clear()
                 waiting.clear()
-            if connections.busy:
-                timeout = 0.0 if ready and connections.free else None
-                if waiting:
-                    due = max(0.0, waiting[0][0] - self._time.now())
-                    timeout = due if timeout is None else min(timeout, due)
+            if connections.busy:  # every free connection took a request: wait for replies
+                timeout = max(0.0, waiting[0][0] - self._time.now()) if waiting else None
                 for done in connections.wait(timeout):
                     abort = self._settle(done, waiting, slots) or abort
             elif waiting and not ready:
