@@ -92,3 +92,36 @@ def test_nothing_listening_is_not_sent_and_the_line_stays_free() -> None:
         connections.start(1, PATH, body(1), HEADERS)
     assert (connections.free, connections.busy) == (2, 0)
     connections.close()
+
+
+def test_a_request_larger_than_the_socket_buffer_is_written_whole() -> None:
+    # A body the socket cannot take at once (a small send buffer, a slow reader): the part
+    # the non-blocking write did not take follows with the timeout, in order, nothing lost.
+    with SendGridStandIn(KEY, keep_content=True) as sg:
+        connections = Connections(Host(sg.url, timeout=10), 1)
+        html = "<p>" + "ő" * 400_000 + "</p>"  # about 800 kB of UTF-8
+        message = OutgoingMessage(
+            message_id=1, campaign="c", occurrence="once", customer_id="C1",
+            to_email="c1@example.com", to_name="", from_email="shop@example.com",
+            from_name="Shop", subject="Hello", html=html, text="x",
+        )  # fmt: skip
+        connections.start(1, PATH, b"", HEADERS)  # opens the line
+        first = run_until_done(connections)
+        line_sock = next(line.sock for line in connections._lines if line.sock is not None)
+        line_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        connections.start(2, PATH, orjson.dumps(build_payload(message, sandbox=False)), HEADERS)
+        second = run_until_done(connections)
+        connections.close()
+        assert first.reply is not None and first.reply.status == 400  # an empty body
+        assert second.reply is not None and second.reply.status == 202
+        accepted = sg.accepted()
+        assert len(accepted) == 1
+        assert accepted[0].body["content"][1]["value"] == html
+
+
+def run_until_done(connections: Connections) -> Done:
+    while True:
+        done = connections.wait(5.0)
+        if done:
+            (outcome,) = done
+            return outcome

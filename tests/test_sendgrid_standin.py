@@ -470,6 +470,52 @@ def test_slow_responses_are_delayed() -> None:
     assert fast < 0.3
 
 
+def _closed_by_server(sock: socket.socket, within: float) -> bool:
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+
+
+def test_a_connection_idle_between_requests_is_closed_after_the_idle_timeout() -> None:
+    with SendGridStandIn(KEY, idle_timeout_s=0.3) as sg:
+        conn = http.client.HTTPConnection("127.0.0.1", sg.port, timeout=5)
+        conn.request(
+            "POST",
+            "/v3/mail/send",
+            json.dumps(valid_body()).encode(),
+            {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+        )
+        assert conn.getresponse().read() == b""  # 202, kept alive
+        assert conn.sock is not None
+        started = time.monotonic()
+        assert _closed_by_server(conn.sock, within=3.0)
+        assert time.monotonic() - started >= 0.25
+        conn.close()
+        assert len(sg.accepted()) == 1
+
+
+def test_a_request_stalled_halfway_is_closed_after_the_idle_timeout_and_records_nothing() -> None:
+    with SendGridStandIn(KEY, idle_timeout_s=0.3) as sg:
+        body = json.dumps(valid_body()).encode()
+        head = (
+            f"POST /v3/mail/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", sg.port)) as sock:
+            sock.sendall(head.encode() + body[:10])  # the rest never comes
+            assert _closed_by_server(sock, within=3.0)
+        assert sg.accepted() == []
+
+
+def test_an_answer_slower_than_the_idle_timeout_is_not_cut_off() -> None:
+    faults = FaultConfig(rate_slow=1.0, slow_delay_s=0.6)
+    with SendGridStandIn(KEY, idle_timeout_s=0.2, faults=faults) as sg:
+        assert call(sg, body=valid_body())[0] == 202
+        assert len(sg.accepted()) == 1
+
+
 def test_dropped_connection_is_a_client_error_and_records_nothing() -> None:
     with SendGridStandIn(KEY, faults=FaultConfig(rate_drop=1.0)) as sg:
         mail = Mail("shop@example.com", "ann@example.com", "Hello", "Hi")

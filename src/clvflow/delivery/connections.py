@@ -102,7 +102,25 @@ class Host:
             raise NotSentError(f"cannot connect: {type(exc).__name__}: {exc}") from None
         assert conn.sock is not None
         sock: socket.socket = conn.sock
+        # Non-blocking: the selector says when to read, so no read needs a timeout, and with
+        # one CPython polls before every read and write (twice the system calls).
+        sock.settimeout(0.0)
         return sock
+
+
+def _write(sock: socket.socket, data: bytes, timeout: float) -> None:
+    """Write all of ``data``: at once if the socket takes it (a request usually fits its
+    buffer), else the rest with ``timeout`` per write. Raises OSError if it cannot."""
+    try:
+        sent = sock.send(data)
+    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        sent = 0  # nothing was taken
+    if sent < len(data):
+        sock.settimeout(timeout)
+        try:
+            sock.sendall(memoryview(data)[sent:])
+        finally:
+            sock.settimeout(0.0)
 
 
 class _Line:
@@ -150,7 +168,7 @@ class Connections:
             line.sock = self.host.connect()  # NotSentError: the line stays free, unopened
             self._selector.register(line.sock, selectors.EVENT_READ, line)
         try:
-            line.sock.sendall(request)
+            _write(line.sock, request, self.host.timeout)
         except OSError as exc:
             self._close(line)
             raise NotSentError(f"cannot write the request: {type(exc).__name__}") from None
@@ -193,6 +211,8 @@ class Connections:
             while isinstance(sock, ssl.SSLSocket) and sock.pending():
                 data += sock.recv(_READ)
             reply = reader.at_close() if not data else reader.feed(data)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return  # nothing to read after all (a partial TLS record): the next wait reads it
         except (OSError, ReplyError) as exc:
             reason = str(exc) if isinstance(exc, ReplyError) else f"{type(exc).__name__}: {exc}"
             done.append(self._end(line, error=reason))

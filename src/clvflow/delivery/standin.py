@@ -36,6 +36,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import math
 import random
 import resource
 import signal
@@ -99,7 +100,8 @@ class SendGridStandIn:
         host: interface to bind; keep the loopback default.
         port: port to bind; 0 picks a free one.
         max_body_bytes: bodies of this size or more get 413.
-        idle_timeout_s: a kept-alive connection idle this long is closed.
+        idle_timeout_s: a connection with no request activity this long is closed (idle
+            between requests, or stalled while sending one; never while it is answered).
         clock: epoch-seconds clock for ``send_at`` checks, rate-limit resets and records.
         keep_content: record each accepted body whole; ``False`` drops its ``content``
             (validated all the same) so a 100,000-message benchmark stays small.
@@ -141,6 +143,8 @@ class SendGridStandIn:
         self._suppressions: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in LIST_KINDS}
         self._groups: dict[int, dict[str, str]] = {}
         self._connections: dict[socket.socket, threading.Thread] = {}
+        self._last_active: dict[socket.socket, float] = {}  # inf: a request is being answered
+        self._reaper: threading.Thread | None = None
         self._server: StandInServer | None = None
         self._thread: threading.Thread | None = None
         self._stop_event = threading.Event()
@@ -162,6 +166,10 @@ class SendGridStandIn:
             daemon=True,
         )
         self._thread.start()
+        self._reaper = threading.Thread(
+            target=self._reap_idle, name="sendgrid-standin-reaper", daemon=True
+        )
+        self._reaper.start()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -173,6 +181,9 @@ class SendGridStandIn:
         self._stop_event.set()
         server.shutdown()
         thread.join(timeout)
+        if self._reaper is not None:
+            self._reaper.join(timeout)
+            self._reaper = None
         with self._lock:
             open_connections = list(self._connections.items())
         for conn, _ in open_connections:
@@ -397,6 +408,7 @@ class SendGridStandIn:
     def _register(self, conn: socket.socket) -> None:
         with self._lock:
             self._connections[conn] = threading.current_thread()
+            self._last_active[conn] = time.monotonic()
         if self.stopping:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
@@ -404,6 +416,27 @@ class SendGridStandIn:
     def _unregister(self, conn: socket.socket) -> None:
         with self._lock:
             self._connections.pop(conn, None)
+            self._last_active.pop(conn, None)
+
+    def _active(self, conn: socket.socket, *, busy: bool = False) -> None:
+        """A request started or ended on ``conn`` (``busy``: it is being answered)."""
+        with self._lock:
+            if conn in self._last_active:
+                self._last_active[conn] = math.inf if busy else time.monotonic()
+
+    def _reap_idle(self) -> None:
+        """Close connections without request activity for ``idle_timeout_s``: the handler's
+        blocked read then ends, and so does its thread."""
+        interval = min(1.0, max(0.01, self.idle_timeout_s / 4))
+        while not self._stop_event.wait(interval):
+            cutoff = time.monotonic() - self.idle_timeout_s
+            with self._lock:
+                idle = [conn for conn, at in self._last_active.items() if at < cutoff]
+                for conn in idle:
+                    del self._last_active[conn]  # shut once; the handler unregisters it
+            for conn in idle:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
 
 
 def _parser() -> argparse.ArgumentParser:
