@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import http.client
 import json
@@ -1071,3 +1072,94 @@ def test_fast_check_agrees_with_jsonschema(body: dict[str, Any], data: st.DataOb
 
     # Sound (never accepts what jsonschema rejects) and, for this schema, complete.
     assert fast == reference
+
+
+def _raw_exchange(sg: SendGridStandIn, data: bytes, wait: float = 3.0) -> bytes:
+    """Send raw bytes on a new connection; everything the server sends until it closes
+    (or ``wait`` seconds pass)."""
+    with socket.create_connection(("127.0.0.1", sg.port)) as sock:
+        sock.sendall(data)
+        sock.settimeout(wait)
+        got = b""
+        with contextlib.suppress(TimeoutError):
+            while chunk := sock.recv(65536):
+                got += chunk
+        return got
+
+
+def _post(body: bytes, extra: str = "", close: bool = False) -> bytes:
+    head = (
+        f"POST /v3/mail/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}"
+        + ("Connection: close\r\n" if close else "")
+        + "\r\n"
+    )
+    return head.encode() + body
+
+
+def test_a_malformed_request_gets_400_and_the_connection_is_closed(sg: SendGridStandIn) -> None:
+    got = _raw_exchange(sg, b"POST /v3/mail/send HTTP/1.1\r\nBad Header Line\r\n\r\n")
+    assert got.startswith(b"HTTP/1.1 400 ")
+    assert b"Connection: close" in got
+    assert sg.accepted() == []
+
+
+def test_an_unsupported_transfer_coding_gets_501(sg: SendGridStandIn) -> None:
+    head = f"POST /v3/mail/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+    got = _raw_exchange(sg, head.encode() + b"Transfer-Encoding: gzip\r\n\r\n{}")
+    assert got.startswith(b"HTTP/1.1 501 ")
+    assert b"gzip" in got
+    # with a Content-Length beside it the request is ambiguous (smuggling): 400
+    got = _raw_exchange(sg, _post(b"{}", "Transfer-Encoding: gzip\r\n"))
+    assert got.startswith(b"HTTP/1.1 400 ")
+
+
+def test_too_many_header_lines_get_431(sg: SendGridStandIn) -> None:
+    extra = "".join(f"X-Pad-{i}: {i}\r\n" for i in range(120))
+    got = _raw_exchange(sg, _post(json.dumps(valid_body()).encode(), extra))
+    assert got.startswith(b"HTTP/1.1 431 ")
+    assert sg.accepted() == []
+
+
+def test_expect_100_continue_is_answered_before_the_body(sg: SendGridStandIn) -> None:
+    body = json.dumps(valid_body()).encode()
+    head = _post(body, "Expect: 100-continue\r\n", close=True)[: -len(body)]
+    with socket.create_connection(("127.0.0.1", sg.port)) as sock:
+        sock.settimeout(3)
+        sock.sendall(head)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 202 ")
+    assert len(sg.accepted()) == 1
+
+
+def test_pipelined_requests_are_answered_in_order(sg: SendGridStandIn) -> None:
+    first = json.dumps(valid_body()).encode()
+    second = b"{not json"
+    got = _raw_exchange(sg, _post(first) + _post(second, close=True))
+    assert got.index(b"HTTP/1.1 202 ") < got.index(b"HTTP/1.1 400 ")
+    assert got.count(b"HTTP/1.1 ") == 2
+    assert len(sg.accepted()) == 1
+
+
+def test_a_slow_answer_holds_up_no_other_connection() -> None:
+    faults = FaultConfig(rate_slow=1.0, slow_delay_s=1.0)
+    with SendGridStandIn(KEY, faults=faults) as sg:
+        slow: list[float] = []
+
+        def slow_call() -> None:
+            started = time.monotonic()
+            call(sg, body=valid_body())
+            slow.append(time.monotonic() - started)
+
+        worker = threading.Thread(target=slow_call)
+        worker.start()
+        time.sleep(0.2)  # the slow request is being answered
+        sg.update_faults(rate_slow=0.0)
+        started = time.monotonic()
+        status = call(sg, "/v3/suppression/bounces", method="GET")[0]
+        quick = time.monotonic() - started
+        worker.join()
+    assert status == 200
+    assert quick < 0.5
+    assert slow[0] >= 1.0

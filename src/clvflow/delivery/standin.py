@@ -16,8 +16,9 @@ are drawn from a seeded RNG, two draws per mail-send request, so a sequential cl
 same sequence for the same seed. They are decided before acceptance: a 429/5xx/drop records
 nothing.
 
-The server is ``http.server.ThreadingHTTPServer`` speaking HTTP/1.1 with persistent
-connections (the official client's ``Connection: close`` is honoured too)::
+The server (:mod:`clvflow.delivery.standin_http`) speaks HTTP/1.1 with persistent
+connections from one thread, requests framed by llhttp (the official client's
+``Connection: close`` is honoured too)::
 
     with SendGridStandIn(api_keys={"SG.test"}, faults=FaultConfig(rate_429=0.1), seed=1) as sg:
         client = SendGridAPIClient("SG.test", host=sg.url)
