@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import heapq
+import itertools
 import json
 import logging
 import math
-import queue
 import selectors
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final
@@ -90,9 +91,9 @@ class StandInServer:
 
     A thread per connection made the stand-in's threads fight over the GIL: with 8
     kept-alive connections a request cost about 12 futex calls and half again the CPU of
-    the same request on one connection. A request that may be answered slowly (a
-    ``rate_slow`` fault) is answered on a thread of its own, its connection paused
-    meanwhile, so a delay holds up nobody else."""
+    the same request on one connection. A slow answer (a ``rate_slow`` fault) is a timer:
+    the request is handled at once, its reply written when the delay is over, and its
+    connection is not read meanwhile, so a delay holds up nobody else."""
 
     def __init__(self, address: tuple[str, int], standin: SendGridStandIn) -> None:
         self.standin = standin
@@ -104,7 +105,8 @@ class StandInServer:
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
-        self._resumed: queue.SimpleQueue[_Connection] = queue.SimpleQueue()
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []  # a heap, by due time
+        self._timer_ids = itertools.count()
         self._connections: set[_Connection] = set()
         self._stopping = False
         self._stopped = threading.Event()
@@ -114,13 +116,19 @@ class StandInServer:
         self._selector.register(self._wake_r, selectors.EVENT_READ, self._wake_r)
         try:
             while not self._stopping:
-                for key, _ in self._selector.select(poll_interval):
+                timeout = poll_interval
+                if self._timers:
+                    timeout = min(timeout, max(0.0, self._timers[0][0] - time.monotonic()))
+                for key, _ in self._selector.select(timeout):
                     if key.data is None:
                         self._accept()
                     elif key.data is self._wake_r:
-                        self._resume()
+                        self._drain_wake()
                     else:
                         key.data.readable()
+                now = time.monotonic()
+                while self._timers and self._timers[0][0] <= now:
+                    heapq.heappop(self._timers)[2]()
         finally:
             self._stopped.set()
 
@@ -142,10 +150,10 @@ class StandInServer:
         with contextlib.suppress(OSError):
             self._wake_w.send(b"\0")
 
-    def resume(self, connection: _Connection) -> None:
-        """From another thread: ``connection`` may be read again."""
-        self._resumed.put(connection)
-        self.wake()
+    def later(self, delay: float, action: Callable[[], None]) -> None:
+        """Run ``action`` on the serving thread ``delay`` seconds from now."""
+        due = time.monotonic() + delay
+        heapq.heappush(self._timers, (due, next(self._timer_ids), action))
 
     def _accept(self) -> None:
         while True:
@@ -174,15 +182,10 @@ class StandInServer:
             self._selector.unregister(connection.sock)
         self._connections.discard(connection)
 
-    def _resume(self) -> None:
+    def _drain_wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
             while self._wake_r.recv(4096):
                 pass
-        while not self._resumed.empty():
-            connection = self._resumed.get()
-            if connection.open:
-                self.listen(connection)
-                connection.answer_ready()
 
 
 @dataclass
@@ -210,6 +213,8 @@ class _Connection:
         self.open = True
         self.ready: deque[_Request] = deque()
         self.fatal: _Reply | None = None  # answer this, then close
+        self.held = False  # a reply is due later: nothing more is read or answered till then
+        self._close_after = False  # close once the held reply is written
         self.parser = httptools.HttpRequestParser(self)
         self._begin()
 
@@ -305,31 +310,48 @@ class _Connection:
         self.answer_ready()
 
     def answer_ready(self) -> None:
-        """Answer the requests framed so far, in order (on another thread if one may be
-        slow); then the fatal error, if any."""
-        while self.open and self.ready:
+        """Answer the requests framed so far, in order; then the fatal error, if any."""
+        while self.open and self.ready and not self.held:
             request = self.ready.popleft()
-            if self.server.standin.faults.rate_slow > 0:
-                self.server.pause(self)  # not read until that thread is done
-                threading.Thread(
-                    target=self._answer_then_resume, args=(request,), daemon=True
-                ).start()
-                return
-            self._answer(request)
-        if self.open and self.fatal is not None and not self.ready:
+            _Exchange(self, request).handle()
+            if request.close_connection:
+                if self.held:
+                    self._close_after = True
+                else:
+                    self.close()
+        if self.open and not self.held and self.fatal is not None and not self.ready:
             reply, self.fatal = self.fatal, None
             _Exchange(self, None).error_reply(reply)
             self.close()
 
-    def _answer_then_resume(self, request: _Request) -> None:
-        self._answer(request)
-        if self.open:
-            self.server.resume(self)
+    def respond(self, data: bytes | None, delay: float = 0.0) -> None:
+        """Write a reply (None: close without one), now or ``delay`` seconds from now."""
+        if delay <= 0:
+            if data is None:
+                self.close()
+            else:
+                self._send(data)
+                self.server.standin._active(self.sock)  # idle until the next request
+            return
+        self.held = True
+        self.server.pause(self)
+        self.server.later(delay, lambda: self._release(data))
 
-    def _answer(self, request: _Request) -> None:
-        _Exchange(self, request).handle()
-        if request.close_connection:
+    def _release(self, data: bytes | None) -> None:
+        self.held = False
+        if not self.open:
+            return
+        try:
+            self.respond(data)
+        except OSError:
             self.close()
+        if not self.open:
+            return
+        if self._close_after:
+            self.close()
+            return
+        self.server.listen(self)
+        self.answer_ready()
 
     def _send(self, data: bytes) -> None:
         """Write all of ``data`` (a reply is small: at once, else with a timeout)."""
@@ -364,6 +386,7 @@ class _Exchange:
         self.request = request
         self.close_connection = True if request is None else request.close_connection
         self.requestline = "-" if request is None else request.requestline
+        self.delay = 0.0  # a slow answer: the reply waits this long
         self.fields = {} if request is None else request.fields
 
     def handle(self) -> None:
@@ -399,6 +422,8 @@ class _Exchange:
             self.close_connection = True
             request.close_connection = True
             sg._count_drop()
+            if self.delay > 0:
+                self.connection.respond(None, self.delay)
         except OSError as exc:  # the client went away
             logger.debug("connection ended: %r", exc)
             request.close_connection = True
@@ -442,8 +467,8 @@ class _Exchange:
         lines.extend(f"{name}: {value}" for name, value in headers)
         lines.append("Connection: close" if self.close_connection else "Connection: keep-alive")
         self.sg._count_status(status)  # before the client can see the reply
-        self.connection._send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-        self.sg._active(self.connection.sock)  # idle from now until the next request
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.connection.respond(head + body, self.delay)
         logger.debug('"%s" %d', self.requestline, status)
 
     def _authenticate(self, sg: SendGridStandIn) -> str:
@@ -459,7 +484,7 @@ class _Exchange:
     def _apply_faults(self, sg: SendGridStandIn) -> Outcome:
         faults, outcome, slow = sg._draw_fault()
         if slow:
-            sg._stop_event.wait(faults.slow_delay_s)
+            self.delay = faults.slow_delay_s  # the reply (or the drop) waits
         if outcome == "drop":
             raise _Drop
         if outcome == "429":
