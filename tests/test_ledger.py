@@ -115,3 +115,27 @@ def test_suppression_is_case_insensitive_and_idempotent(ledger_url: str) -> None
         "ann@example.com": "unsubscribed"
     }
     ledger.close()
+
+
+def test_claims_and_outcomes_beyond_one_statement_are_all_written(ledger_url: str) -> None:
+    # more rows than one multi-row statement holds (store.WRITE_VARIABLES), half of them
+    # already claimed by another run; then every outcome in one call, one message twice
+    ledger = Ledger(ledger_url)
+    taken = ledger.claim("run-0", "win-back", _rows(12_000)[::2])
+    won = ledger.claim("run-1", "win-back", _rows(12_000))
+    assert len(taken) == 6_000
+    assert sorted(c.customer_id for c in won) == sorted(f"C{i}" for i in range(1, 12_000, 2))
+    outcomes = [Outcome(c.id, "sent", None, f"sg-{c.id}") for c in won]
+    outcomes.append(Outcome(won[0].id, "failed", "a second outcome for the same message"))
+    ledger.record(outcomes)
+    assert ledger.status_counts("win-back") == {"sent": 6_000, "claimed": 6_000}
+    statuses = ledger.statuses_of([won[0].id, won[-1].id, taken[0].id])
+    assert statuses == {won[0].id: "sent", won[-1].id: "sent", taken[0].id: "claimed"}
+    with ledger.engine.connect() as con:
+        row = con.execute(
+            text("SELECT status, reason, provider_id, finished_at FROM messages WHERE id = :i"),
+            {"i": won[-1].id},
+        ).one()
+    assert (row[0], row[1], row[2]) == ("sent", None, f"sg-{won[-1].id}")
+    assert row[3] is not None
+    ledger.close()

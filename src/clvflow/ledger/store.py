@@ -37,6 +37,11 @@ _PROMO_COLUMNS = (
     "currency", "expires_at", "created_at",
 )  # fmt: skip
 READ_CHUNK = 5000  # keys per IN (...) when reading: SQLite allows 32,766 variables
+# Writes of many rows are one statement per chunk (a multi-row VALUES), not an executemany:
+# the driver lets go of the GIL for every row it steps, and with another thread busy (the
+# renderer, the lookup tables) each row then waits for the GIL to come back; a claim of
+# 100,000 rows beside a busy thread took minutes. One statement is one hand-over.
+WRITE_VARIABLES = 30_000  # bound values per statement (SQLite: 32,766; PostgreSQL: 65,535)
 IN_FLIGHT_OR_SENT = ("claimed", "sending", "sent", "unknown")
 
 
@@ -261,14 +266,17 @@ class Ledger:
         ]
         params = list(zip(*columns, strict=True))
         mark = self._mark
+        per_row = f"({', '.join([mark] * len(_CLAIM_COLUMNS))})"
         won_sql = (
             "SELECT id, occurrence, customer_id, email FROM messages "
             f"WHERE run_id = {mark} AND status = {mark} AND campaign = {mark} "
             "ORDER BY customer_id"
         )
         with self.engine.begin() as con:
-            if params:
-                con.exec_driver_sql(self._claim_sql, params)
+            for chunk in _chunks(params, WRITE_VARIABLES // len(_CLAIM_COLUMNS)):
+                values = ", ".join([per_row] * len(chunk))
+                flat = tuple(value for row in chunk for value in row)
+                con.exec_driver_sql(self._claim_sql.format(values=values), flat)
             won = con.exec_driver_sql(won_sql, (run_id, status, campaign)).fetchall()
             return [Claim(int(i), str(occ), str(cid), str(email)) for i, occ, cid, email in won]
 
@@ -283,8 +291,7 @@ class Ledger:
     @property
     def _claim_sql(self) -> str:
         return (
-            f"INSERT INTO messages ({', '.join(_CLAIM_COLUMNS)}) "
-            f"VALUES ({', '.join([self._mark] * len(_CLAIM_COLUMNS))}) "
+            f"INSERT INTO messages ({', '.join(_CLAIM_COLUMNS)}) VALUES {{values}} "
             "ON CONFLICT (campaign, occurrence, customer_id) DO NOTHING"
         )
 
@@ -297,19 +304,26 @@ class Ledger:
             return
         now = self._time(utcnow())
         mark = self._mark
-        # one statement per row, executed as one executemany at the driver (a third of the
-        # cost of SQLAlchemy's per-row parameter processing for a 500-message batch)
-        sql = (
-            f"UPDATE messages SET status = {mark}, reason = {mark}, provider_id = {mark}, "
-            f"subject = {mark}, locale = {mark}, finished_at = {mark} "
-            f"WHERE id = {mark} AND status IN ('claimed', 'sending')"
-        )
+        # one UPDATE ... FROM (VALUES ...) per chunk (see WRITE_VARIABLES); a VALUES list
+        # names its columns column1, column2, ... in SQLite and PostgreSQL alike
+        per_row = f"({', '.join([mark] * 6)})"
+        first: dict[int, Outcome] = {}
+        for o in outcomes:  # a message's first outcome stands, as row by row
+            first.setdefault(o.message_id, o)
         params = [
-            (o.status, o.reason, o.provider_id, o.subject, o.locale, now, o.message_id)
-            for o in outcomes
+            (o.message_id, o.status, o.reason, o.provider_id, o.subject, o.locale)
+            for o in first.values()
         ]
         with self.engine.begin() as con:
-            con.exec_driver_sql(sql, params)
+            for chunk in _chunks(params, (WRITE_VARIABLES - 1) // 6):
+                sql = (
+                    "UPDATE messages SET status = v.column2, reason = v.column3, "
+                    "provider_id = v.column4, subject = v.column5, locale = v.column6, "
+                    f"finished_at = {mark} FROM (VALUES {', '.join([per_row] * len(chunk))}) "
+                    "AS v WHERE messages.id = v.column1 AND messages.status IN "
+                    "('claimed', 'sending')"
+                )
+                con.exec_driver_sql(sql, (now, *(value for row in chunk for value in row)))
             if lease is not None:
                 self._renew(con, *lease)
 
