@@ -139,3 +139,22 @@ def test_claims_and_outcomes_beyond_one_statement_are_all_written(ledger_url: st
     assert (row[0], row[1], row[2]) == ("sent", None, f"sg-{won[-1].id}")
     assert row[3] is not None
     ledger.close()
+
+
+def test_promo_codes_beyond_one_statement_are_all_stored(ledger_url: str) -> None:
+    ledger = Ledger(ledger_url)
+    expires = dt.datetime(2027, 1, 31, 23, 59)
+    rows = [
+        {
+            "code": f"WB-{i:05d}", "campaign": "win-back", "occurrence": "once",
+            "customer_id": f"C{i}", "discount_percent": 15.0, "min_order": 40.0,
+            "currency": "EUR", "expires_at": expires,
+        }
+        for i in range(4_000)
+    ]  # fmt: skip
+    ledger.add_promo_codes(rows)
+    stored = ledger.promo_codes_for("win-back", "once", [f"C{i}" for i in range(4_000)])
+    assert len(stored) == 4_000
+    assert stored["C3999"]["code"] == "WB-03999"
+    assert stored["C0"]["expires_at"] == expires
+    ledger.close()

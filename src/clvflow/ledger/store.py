@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import DateTime, Engine, and_, create_engine, delete, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
@@ -267,18 +268,33 @@ class Ledger:
         params = list(zip(*columns, strict=True))
         mark = self._mark
         per_row = f"({', '.join([mark] * len(_CLAIM_COLUMNS))})"
-        won_sql = (
-            "SELECT id, occurrence, customer_id, email FROM messages "
-            f"WHERE run_id = {mark} AND status = {mark} AND campaign = {mark} "
-            "ORDER BY customer_id"
-        )
+        won_sql = f"FROM messages WHERE run_id = {mark} AND status = {mark} AND campaign = {mark}"
         with self.engine.begin() as con:
             for chunk in _chunks(params, WRITE_VARIABLES // len(_CLAIM_COLUMNS)):
                 values = ", ".join([per_row] * len(chunk))
                 flat = tuple(value for row in chunk for value in row)
                 con.exec_driver_sql(self._claim_sql.format(values=values), flat)
-            won = con.exec_driver_sql(won_sql, (run_id, status, campaign)).fetchall()
-            return [Claim(int(i), str(occ), str(cid), str(email)) for i, occ, cid, email in won]
+            won = self._rows(
+                con,
+                ("id", "occurrence", "customer_id", "email"),
+                won_sql,
+                (run_id, status, campaign),
+            )
+            claims = [Claim(int(i), str(occ), str(cid), str(email)) for i, occ, cid, email in won]
+            claims.sort(key=lambda c: c.customer_id)
+            return claims
+
+    def _rows(
+        self, con: Any, columns: Sequence[str], rest: str, params: tuple[Any, ...]
+    ) -> list[tuple[Any, ...]]:
+        """The rows of ``SELECT columns rest``; from SQLite as one row holding a JSON array:
+        the driver lets go of the GIL for every row it steps (see ``WRITE_VARIABLES``)."""
+        names = ", ".join(columns)
+        if self.engine.dialect.name == "sqlite":
+            sql = f"SELECT json_group_array(json_array({names})) FROM (SELECT {names} {rest})"
+            (packed,) = con.exec_driver_sql(sql, params).one()
+            return [tuple(row) for row in orjson.loads(packed)]
+        return [tuple(row) for row in con.exec_driver_sql(f"SELECT {names} {rest}", params)]
 
     @property
     def _mark(self) -> str:
@@ -434,12 +450,14 @@ class Ledger:
             )
             for r in rows
         ]
-        sql = (
-            f"INSERT INTO promo_codes ({', '.join(_PROMO_COLUMNS)}) "
-            f"VALUES ({', '.join([self._mark] * len(_PROMO_COLUMNS))})"
-        )
-        with self.engine.begin() as con:
-            con.exec_driver_sql(sql, params)
+        per_row = f"({', '.join([self._mark] * len(_PROMO_COLUMNS))})"
+        with self.engine.begin() as con:  # a multi-row VALUES per chunk (WRITE_VARIABLES)
+            for chunk in _chunks(params, WRITE_VARIABLES // len(_PROMO_COLUMNS)):
+                sql = (
+                    f"INSERT INTO promo_codes ({', '.join(_PROMO_COLUMNS)}) "
+                    f"VALUES {', '.join([per_row] * len(chunk))}"
+                )
+                con.exec_driver_sql(sql, tuple(value for row in chunk for value in row))
 
     def promo_codes_for(
         self, campaign: str, occurrence: str, customer_ids: Sequence[str]
@@ -514,11 +532,12 @@ class Ledger:
         """Message id → status (a retried batch checks what an earlier attempt handed over)."""
         out: dict[int, str] = {}
         with self.engine.connect() as con:
-            for chunk in _chunks(list(ids)):
-                rows = con.execute(
-                    select(messages.c.id, messages.c.status).where(messages.c.id.in_(chunk))
+            for chunk in _chunks(list(ids), READ_CHUNK):
+                marks = ", ".join([self._mark] * len(chunk))
+                rows = self._rows(
+                    con, ("id", "status"), f"FROM messages WHERE id IN ({marks})", tuple(chunk)
                 )
-                out.update({int(r[0]): str(r[1]) for r in rows})
+                out.update({int(i): str(status) for i, status in rows})
         return out
 
     def status_counts(self, campaign: str | None = None) -> dict[str, int]:
