@@ -143,7 +143,7 @@ class SendGridStandIn:
         self._drops = 0
         self._suppressions: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in LIST_KINDS}
         self._groups: dict[int, dict[str, str]] = {}
-        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._connections: dict[socket.socket, threading.Thread] = {}  # → the serving thread
         self._last_active: dict[socket.socket, float] = {}  # inf: a request is being answered
         self._reaper: threading.Thread | None = None
         self._server: StandInServer | None = None
@@ -426,8 +426,8 @@ class SendGridStandIn:
                 self._last_active[conn] = math.inf if busy else time.monotonic()
 
     def _reap_idle(self) -> None:
-        """Close connections without request activity for ``idle_timeout_s``: the handler's
-        blocked read then ends, and so does its thread."""
+        """Close connections without request activity for ``idle_timeout_s``: shut down,
+        a connection reads as ended on the serving thread, which closes it."""
         interval = min(1.0, max(0.01, self.idle_timeout_s / 4))
         while not self._stop_event.wait(interval):
             cutoff = time.monotonic() - self.idle_timeout_s
