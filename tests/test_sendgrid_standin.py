@@ -1163,3 +1163,25 @@ def test_a_slow_answer_holds_up_no_other_connection() -> None:
     assert status == 200
     assert quick < 0.5
     assert slow[0] >= 1.0
+
+
+def test_a_bug_while_serving_one_connection_ends_that_connection_not_the_server(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from clvflow.delivery import standin_http
+
+    original = standin_http._Connection.answer_ready
+    calls = {"n": 0}
+
+    def first_call_fails(self: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("a bug in the stand-in")
+        original(self)
+
+    monkeypatch.setattr(standin_http._Connection, "answer_ready", first_call_fails)
+    with SendGridStandIn(KEY) as sg:
+        got = _raw_exchange(sg, _post(json.dumps(valid_body()).encode()))
+        assert got == b""  # closed without a reply
+        assert call(sg, body=valid_body())[0] == 202  # the server still serves
+    assert "stand-in failed serving a connection" in caplog.text

@@ -105,7 +105,8 @@ class StandInServer:
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
-        self._timers: list[tuple[float, int, Callable[[], None]]] = []  # a heap, by due time
+        # a heap, by due time: (due, order, action, its connection)
+        self._timers: list[tuple[float, int, Callable[[], None], _Connection]] = []
         self._timer_ids = itertools.count()
         self._connections: set[_Connection] = set()
         self._stopping = False
@@ -125,10 +126,11 @@ class StandInServer:
                     elif key.data is self._wake_r:
                         self._drain_wake()
                     else:
-                        key.data.readable()
+                        self._guarded(key.data, key.data.readable)
                 now = time.monotonic()
                 while self._timers and self._timers[0][0] <= now:
-                    heapq.heappop(self._timers)[2]()
+                    _, _, action, connection = heapq.heappop(self._timers)
+                    self._guarded(connection, action)
         finally:
             self._stopped.set()
 
@@ -150,10 +152,18 @@ class StandInServer:
         with contextlib.suppress(OSError):
             self._wake_w.send(b"\0")
 
-    def later(self, delay: float, action: Callable[[], None]) -> None:
-        """Run ``action`` on the serving thread ``delay`` seconds from now."""
+    def later(self, delay: float, connection: _Connection, action: Callable[[], None]) -> None:
+        """Run ``action`` (for ``connection``) on the serving thread ``delay`` s from now."""
         due = time.monotonic() + delay
-        heapq.heappush(self._timers, (due, next(self._timer_ids), action))
+        heapq.heappush(self._timers, (due, next(self._timer_ids), action, connection))
+
+    def _guarded(self, connection: _Connection, action: Callable[[], None]) -> None:
+        """A bug met while serving one connection ends that connection, not the server."""
+        try:
+            action()
+        except Exception:
+            logger.exception("stand-in failed serving a connection; it is closed")
+            connection.close()
 
     def _accept(self) -> None:
         while True:
@@ -335,7 +345,7 @@ class _Connection:
             return
         self.held = True
         self.server.pause(self)
-        self.server.later(delay, lambda: self._release(data))
+        self.server.later(delay, self, lambda: self._release(data))
 
     def _release(self, data: bytes | None) -> None:
         self.held = False
