@@ -108,9 +108,10 @@ class Host:
         return sock
 
 
-def _write(sock: socket.socket, data: bytes, timeout: float) -> None:
-    """Write all of ``data``: at once if the socket takes it (a request usually fits its
-    buffer), else the rest with ``timeout`` per write. Raises OSError if it cannot."""
+def write_all(sock: socket.socket, data: bytes, timeout: float) -> None:
+    """Write all of ``data`` on a non-blocking socket: at once if the socket takes it (a
+    request or reply usually fits its buffer), else the rest with ``timeout`` per write.
+    Raises OSError if it cannot."""
     try:
         sent = sock.send(data)
     except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
@@ -168,7 +169,7 @@ class Connections:
             line.sock = self.host.connect()  # NotSentError: the line stays free, unopened
             self._selector.register(line.sock, selectors.EVENT_READ, line)
         try:
-            _write(line.sock, request, self.host.timeout)
+            write_all(line.sock, request, self.host.timeout)
         except OSError as exc:
             self._close(line)
             raise NotSentError(f"cannot write the request: {type(exc).__name__}") from None

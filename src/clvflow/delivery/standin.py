@@ -143,13 +143,13 @@ class SendGridStandIn:
         self._drops = 0
         self._suppressions: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in LIST_KINDS}
         self._groups: dict[int, dict[str, str]] = {}
-        self._connections: dict[socket.socket, threading.Thread] = {}  # → the serving thread
-        self._last_active: dict[socket.socket, float] = {}  # inf: a request is being answered
+        # each open connection → when it last saw request activity (inf: a request is being
+        # answered, or the reaper has shut it)
+        self._last_active: dict[socket.socket, float] = {}
         self._reaper: threading.Thread | None = None
         self._server: StandInServer | None = None
         self._thread: threading.Thread | None = None
         self._stop_event = threading.Event()
-        self.stopping = False
         mail_send_validator()  # compile the schema now, not on the first request
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -158,7 +158,6 @@ class SendGridStandIn:
         if self._server is not None:
             raise RuntimeError("the stand-in is already running")
         self._stop_event.clear()
-        self.stopping = False
         self._server = StandInServer(self._bind, self)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -178,22 +177,13 @@ class SendGridStandIn:
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return
-        self.stopping = True
         self._stop_event.set()
         server.shutdown()
         thread.join(timeout)
         if self._reaper is not None:
             self._reaper.join(timeout)
             self._reaper = None
-        with self._lock:
-            open_connections = list(self._connections.items())
-        for conn, _ in open_connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        server.server_close()
-        deadline = time.monotonic() + timeout
-        for _, handler_thread in open_connections:
-            handler_thread.join(max(0.0, deadline - time.monotonic()))
+        server.server_close()  # closes every connection the serving thread held
         self._server = None
         self._thread = None
 
@@ -408,15 +398,10 @@ class SendGridStandIn:
     # -- connections --------------------------------------------------------------------------
     def _register(self, conn: socket.socket) -> None:
         with self._lock:
-            self._connections[conn] = threading.current_thread()
             self._last_active[conn] = time.monotonic()
-        if self.stopping:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
 
     def _unregister(self, conn: socket.socket) -> None:
         with self._lock:
-            self._connections.pop(conn, None)
             self._last_active.pop(conn, None)
 
     def _active(self, conn: socket.socket, *, busy: bool = False) -> None:
@@ -434,7 +419,7 @@ class SendGridStandIn:
             with self._lock:
                 idle = [conn for conn, at in self._last_active.items() if at < cutoff]
                 for conn in idle:
-                    del self._last_active[conn]  # shut once; the handler unregisters it
+                    self._last_active[conn] = math.inf  # shut once; closing unregisters it
             for conn in idle:
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)

@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 import httptools
 import orjson
 
+from clvflow.delivery.connections import write_all
 from clvflow.delivery.standin_faults import Outcome
 from clvflow.delivery.standin_rules import SendGridError, validate_mail_send
 
@@ -51,7 +52,6 @@ _MAX_LINE: Final = 65536
 _MAX_HEADERS: Final = 100
 _WRITE_TIMEOUT: Final = 30.0
 _METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
-_TOO_LARGE: Final = "\0too-large"  # marks a request whose body was read and not kept
 
 _UNAUTHORIZED: Final = "The provided authorization grant is invalid, expired, or revoked"
 _FORBIDDEN: Final = (
@@ -208,6 +208,7 @@ class _Request:
     fields: dict[str, str]  # names lower-cased; repeated headers joined with ", "
     body: bytes
     close_connection: bool
+    too_large: int | None = None  # a declared body length read to its end and not kept
 
     @property
     def requestline(self) -> str:
@@ -260,12 +261,13 @@ class _Connection:
         if encoding is not None and encoding.strip().lower() != "chunked":
             self._fail(_Reply(501, f"Transfer-Encoding {encoding!r} not supported", close=True))
             return
-        length = fields.get("content-length")
-        if length is not None and length.strip().isdigit() and int(length) >= limit:
-            if int(length) > _DRAIN_LIMIT:
+        declared = fields.get("content-length", "").strip()
+        length = int(declared) if declared.isdigit() else 0
+        if length >= limit:
+            if length > _DRAIN_LIMIT:
                 self._fail(_Reply(413, "The request body is too large.", close=True))
                 return
-            self._too_large = int(length)  # read it to the end, keep none of it
+            self._too_large = length  # read it to the end, keep none of it
         elif fields.get("expect", "").lower() == "100-continue":
             self._send(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -289,12 +291,8 @@ class _Connection:
             fields=self._fields,
             body=b"".join(self._body),
             close_connection=not parser.should_keep_alive(),
+            too_large=self._too_large,
         )
-        if self._too_large is not None:
-            limit = self.server.standin.max_body_bytes
-            request.body = b""
-            request.fields = {**request.fields, _TOO_LARGE: str(self._too_large)}
-            logger.debug("body of %d bytes refused (limit %d)", self._too_large, limit)
         self.ready.append(request)
 
     def _fail(self, reply: _Reply) -> None:
@@ -364,16 +362,7 @@ class _Connection:
         self.answer_ready()
 
     def _send(self, data: bytes) -> None:
-        """Write all of ``data`` (a reply is small: at once, else with a timeout)."""
-        sent = 0
-        with contextlib.suppress(BlockingIOError):
-            sent = self.sock.send(data)
-        if sent < len(data):
-            self.sock.settimeout(_WRITE_TIMEOUT)
-            try:
-                self.sock.sendall(memoryview(data)[sent:])
-            finally:
-                self.sock.setblocking(False)
+        write_all(self.sock, data, _WRITE_TIMEOUT)
 
     def close(self) -> None:
         if not self.open:
@@ -394,10 +383,17 @@ class _Exchange:
         self.connection = connection
         self.sg = connection.server.standin
         self.request = request
-        self.close_connection = True if request is None else request.close_connection
         self.requestline = "-" if request is None else request.requestline
         self.delay = 0.0  # a slow answer: the reply waits this long
         self.fields = {} if request is None else request.fields
+
+    @property
+    def close_connection(self) -> bool:
+        return self.request is None or self.request.close_connection
+
+    def _close_after_reply(self) -> None:
+        if self.request is not None:
+            self.request.close_connection = True
 
     def handle(self) -> None:
         assert self.request is not None
@@ -407,12 +403,11 @@ class _Exchange:
             method = request.command
             if method not in _METHODS:
                 raise _Reply(501, f"Unsupported method {method!r}")
-            if _TOO_LARGE in request.fields:
-                length, limit = int(request.fields[_TOO_LARGE]), sg.max_body_bytes
+            if request.too_large is not None:
                 raise _Reply(
                     413,
-                    f"The request body ({length} bytes) is too large; it must be under "
-                    f"{limit} bytes.",
+                    f"The request body ({request.too_large} bytes) is too large; it must be "
+                    f"under {sg.max_body_bytes} bytes.",
                 )
             url = urlsplit(request.path)
             path = url.path.rstrip("/")
@@ -429,33 +424,29 @@ class _Exchange:
         except _Reply as reply:
             self.error_reply(reply)
         except _Drop:
-            self.close_connection = True
-            request.close_connection = True
+            self._close_after_reply()
             sg._count_drop()
             if self.delay > 0:
                 self.connection.respond(None, self.delay)
         except OSError as exc:  # the client went away
             logger.debug("connection ended: %r", exc)
-            request.close_connection = True
+            self._close_after_reply()
         except Exception:  # a bug in the stand-in: answer 500 like a real server, and log it
             logger.exception("stand-in failed on %r", self.requestline)
-            self.close_connection = request.close_connection = True
+            self._close_after_reply()
             error = SendGridError("stand-in internal error (see its log)")
             body = json.dumps({"errors": [error.as_json()]}).encode()
             self._reply(500, body, (), "application/json")
 
     def error_reply(self, reply: _Reply) -> None:
         if reply.close:
-            self.close_connection = True
-            if self.request is not None:
-                self.request.close_connection = True
+            self._close_after_reply()
         body = json.dumps({"errors": [e.as_json() for e in reply.errors]}).encode()
         try:
             self._reply(reply.status, body, reply.headers, "application/json")
         except OSError as exc:
             logger.debug("connection ended: %r", exc)
-            if self.request is not None:
-                self.request.close_connection = True
+            self._close_after_reply()
 
     # -- replies -----------------------------------------------------------------------------
     def _reply(

@@ -55,6 +55,20 @@ def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def _values(
+    rows: Sequence[tuple[Any, ...]], mark: str, reserved: int = 0
+) -> Iterable[tuple[str, tuple[Any, ...]]]:
+    """``rows`` as multi-row ``VALUES`` lists, a chunk at a time (``WRITE_VARIABLES`` bound
+    values each, ``reserved`` of them kept for the rest of the statement): the list's text
+    and its values, flat."""
+    if not rows:
+        return
+    width = len(rows[0])
+    row = f"({', '.join([mark] * width)})"
+    for chunk in _chunks(rows, (WRITE_VARIABLES - reserved) // width):
+        yield ", ".join([row] * len(chunk)), tuple(value for each in chunk for value in each)
+
+
 @dataclass(frozen=True)
 class Claim:
     """A message this run owns: send it, then record its outcome."""
@@ -267,13 +281,14 @@ class Ledger:
         ]
         params = list(zip(*columns, strict=True))
         mark = self._mark
-        per_row = f"({', '.join([mark] * len(_CLAIM_COLUMNS))})"
         won_sql = f"FROM messages WHERE run_id = {mark} AND status = {mark} AND campaign = {mark}"
         with self.engine.begin() as con:
-            for chunk in _chunks(params, WRITE_VARIABLES // len(_CLAIM_COLUMNS)):
-                values = ", ".join([per_row] * len(chunk))
-                flat = tuple(value for row in chunk for value in row)
-                con.exec_driver_sql(self._claim_sql.format(values=values), flat)
+            for values, flat in _values(params, mark):
+                con.exec_driver_sql(
+                    f"INSERT INTO messages ({', '.join(_CLAIM_COLUMNS)}) VALUES {values} "
+                    "ON CONFLICT (campaign, occurrence, customer_id) DO NOTHING",
+                    flat,
+                )
             won = self._rows(
                 con,
                 ("id", "occurrence", "customer_id", "email"),
@@ -304,13 +319,6 @@ class Ledger:
         """A timestamp as the driver stores it (SQLite: SQLAlchemy's text form)."""
         return value if self._time_processor is None else self._time_processor(value)
 
-    @property
-    def _claim_sql(self) -> str:
-        return (
-            f"INSERT INTO messages ({', '.join(_CLAIM_COLUMNS)}) VALUES {{values}} "
-            "ON CONFLICT (campaign, occurrence, customer_id) DO NOTHING"
-        )
-
     def record(self, outcomes: Sequence[Outcome], lease: tuple[str, float] | None = None) -> None:
         """Store the outcome of messages this run handed over (a final outcome never changes);
         with ``lease`` (run id, seconds), renew that run's lease in the same transaction."""
@@ -322,7 +330,6 @@ class Ledger:
         mark = self._mark
         # one UPDATE ... FROM (VALUES ...) per chunk (see WRITE_VARIABLES); a VALUES list
         # names its columns column1, column2, ... in SQLite and PostgreSQL alike
-        per_row = f"({', '.join([mark] * 6)})"
         first: dict[int, Outcome] = {}
         for o in outcomes:  # a message's first outcome stands, as row by row
             first.setdefault(o.message_id, o)
@@ -331,15 +338,14 @@ class Ledger:
             for o in first.values()
         ]
         with self.engine.begin() as con:
-            for chunk in _chunks(params, (WRITE_VARIABLES - 1) // 6):
+            for values, flat in _values(params, mark, reserved=1):
                 sql = (
                     "UPDATE messages SET status = v.column2, reason = v.column3, "
                     "provider_id = v.column4, subject = v.column5, locale = v.column6, "
-                    f"finished_at = {mark} FROM (VALUES {', '.join([per_row] * len(chunk))}) "
-                    "AS v WHERE messages.id = v.column1 AND messages.status IN "
-                    "('claimed', 'sending')"
+                    f"finished_at = {mark} FROM (VALUES {values}) AS v "
+                    "WHERE messages.id = v.column1 AND messages.status IN ('claimed', 'sending')"
                 )
-                con.exec_driver_sql(sql, (now, *(value for row in chunk for value in row)))
+                con.exec_driver_sql(sql, (now, *flat))
             if lease is not None:
                 self._renew(con, *lease)
 
@@ -450,14 +456,11 @@ class Ledger:
             )
             for r in rows
         ]
-        per_row = f"({', '.join([self._mark] * len(_PROMO_COLUMNS))})"
-        with self.engine.begin() as con:  # a multi-row VALUES per chunk (WRITE_VARIABLES)
-            for chunk in _chunks(params, WRITE_VARIABLES // len(_PROMO_COLUMNS)):
-                sql = (
-                    f"INSERT INTO promo_codes ({', '.join(_PROMO_COLUMNS)}) "
-                    f"VALUES {', '.join([per_row] * len(chunk))}"
+        with self.engine.begin() as con:
+            for values, flat in _values(params, self._mark):
+                con.exec_driver_sql(
+                    f"INSERT INTO promo_codes ({', '.join(_PROMO_COLUMNS)}) VALUES {values}", flat
                 )
-                con.exec_driver_sql(sql, tuple(value for row in chunk for value in row))
 
     def promo_codes_for(
         self, campaign: str, occurrence: str, customer_ids: Sequence[str]
