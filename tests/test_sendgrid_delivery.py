@@ -50,12 +50,26 @@ def standin() -> Iterator[SendGridStandIn]:
             validator.validate(accepted.body)
 
 
+@pytest.fixture(params=[None])
+def per_request(request: pytest.FixtureRequest) -> int | None:
+    """``delivery.sendgrid.recipients_per_request`` (None: the default); a test takes
+    others with ``indirect``: 1 sends a request per message, more groups them."""
+    value: int | None = request.param
+    return value
+
+
 @pytest.fixture
 def sg_project(
-    demo_project: Path, standin: SendGridStandIn, monkeypatch: pytest.MonkeyPatch
+    demo_project: Path,
+    standin: SendGridStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+    per_request: int | None,
 ) -> Project:
     config = demo_project / "clvflow.yaml"
     text_ = config.read_text().replace("batch_size: 500", "batch_size: 40\n  run_lease_seconds: 1")
+    if per_request is not None:
+        setting = f"delivery:\n  sendgrid:\n    recipients_per_request: {per_request}\n"
+        text_ = text_.replace("delivery:\n", setting, 1)
     config.write_text(text_)
     monkeypatch.setenv("CLVFLOW_DELIVERY", "sendgrid")
     monkeypatch.setenv("SENDGRID_API_HOST", standin.url)
@@ -80,8 +94,9 @@ def _run(project: Project):  # type: ignore[no-untyped-def]
     return run_campaign(project, campaign, as_of=dt.datetime.fromisoformat(AS_OF))
 
 
+@pytest.mark.parametrize("per_request", [1, 3], indirect=True)
 def test_every_message_accepted_exactly_once_despite_429_and_5xx(
-    sg_project: Project, standin: SendGridStandIn
+    sg_project: Project, standin: SendGridStandIn, per_request: int
 ) -> None:
     standin.set_faults(
         FaultConfig(rate_429=0.10, rate_500=0.03, rate_503=0.02, rate_limit_reset_s=0.2)
@@ -95,8 +110,15 @@ def test_every_message_accepted_exactly_once_despite_429_and_5xx(
     sent = {email for email, status in _statuses(sg_project).items() if status == "sent"}
     assert set(delivered) == sent
     assert set(delivered.values()) == {1}
-    body = standin.accepted()[0].body
-    args = body.get("custom_args", {}) | body["personalizations"][0].get("custom_args", {})
+    # one message a request, or up to ``per_request`` sharing one
+    assert max(len(m.body["personalizations"]) for m in standin.accepted()) == per_request
+    for delivery in standin.deliveries():  # each email as its recipient gets it
+        own = delivery.body
+        url = own["headers"]["List-Unsubscribe"].split(">")[0][1:]  # this customer's link
+        assert url in own["content"][0]["value"] and url in own["content"][1]["value"]
+        assert own["subject"] and "%clv" not in own["content"][1]["value"]
+    body = standin.deliveries()[0].body
+    args = body["custom_args"]
     assert args["clvflow_campaign"] == CAMPAIGN and args["clvflow_customer"]
     assert body["categories"] == [CAMPAIGN]
     assert body["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -189,6 +211,7 @@ def _spawn(project: Project) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("per_request", [1, 2], indirect=True)
 def test_killed_mid_campaign_then_rerun_sends_each_recipient_at_most_once(
     sg_project: Project, standin: SendGridStandIn
 ) -> None:
@@ -196,12 +219,12 @@ def test_killed_mid_campaign_then_rerun_sends_each_recipient_at_most_once(
     standin.set_faults(FaultConfig(rate_slow=1.0, slow_delay_s=0.05))
     child = _spawn(sg_project)
     deadline = time.monotonic() + 60
-    while len(standin.accepted()) < 30 and time.monotonic() < deadline:
+    while len(standin.deliveries()) < 30 and time.monotonic() < deadline:
         time.sleep(0.05)
     child.send_signal(signal.SIGKILL)
     child.communicate()
     assert child.returncode == -signal.SIGKILL
-    before = len(standin.accepted())
+    before = len(standin.deliveries())
     assert 30 <= before < len(planned)  # killed mid-campaign
     standin.set_faults(FaultConfig())
     time.sleep(1.2)  # the dead run's lease (run_lease_seconds: 1) expires

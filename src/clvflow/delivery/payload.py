@@ -8,12 +8,17 @@ parts, headers, custom_args) the way ``Mail.get()`` lays them out, with the help
 API-key check on the parts; messages with values the helper would rewrite (a display name
 with a comma, an address in ``Name <addr>`` form, empty fields) go through the whole helper.
 The tests check both paths give the same body for generated messages.
+
+:meth:`PayloadBuilder.shared` lays out a :class:`~clvflow.delivery.grouping.Group` the same
+way: the envelope, one content with tags, and per message a personalization with what a
+single body has at the top (subject, headers, custom_args) and its substitutions.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from sendgrid.helpers.mail import (
     Category,
@@ -29,6 +34,9 @@ from sendgrid.helpers.mail import (
 from sendgrid.helpers.mail.validators import ValidateApiKey
 
 from clvflow.delivery.message import OutgoingMessage
+
+if TYPE_CHECKING:
+    from clvflow.delivery.grouping import Group
 
 # what the helper takes as it is: a bare address, a display name it does not quote
 _PLAIN_ADDRESS = re.compile(r"[^\s<>\"(),;:\\\[\]]+@[^\s<>\"(),;:\\\[\]]+\Z")
@@ -77,18 +85,12 @@ class PayloadBuilder:
         self._api_key_check = ValidateApiKey()
 
     def payload(self, message: OutgoingMessage) -> dict[str, Any]:
-        if not _fast_path(message):
+        if not plain_values(message):
             return build_payload(message, self.sandbox)
-        key = (message.from_email, message.from_name, message.reply_to, message.categories[:10])
-        envelope = self._envelopes.get(key)
-        if envelope is None:
-            envelope = self._envelopes[key] = self._envelope(message)
-        for part in (message.text, message.html):
-            self._api_key_check.validate_message_text(part)  # as the helper's Content does
-        to = {"name": message.to_name, "email": message.to_email}
-        body = dict(envelope)
+        self._check_parts(message)
+        body = dict(self._envelope_of(message))
         body["subject"] = message.subject
-        body["personalizations"] = [{"to": [to if message.to_name else {"email": to["email"]}]}]
+        body["personalizations"] = [{"to": [_to(message)]}]
         body["content"] = [
             {"type": "text/plain", "value": message.text},
             {"type": "text/html", "value": message.html},
@@ -98,6 +100,38 @@ class PayloadBuilder:
         body["custom_args"] = dict(custom_args(message))
         return body
 
+    def shared(self, messages: Sequence[OutgoingMessage], group: Group) -> dict[str, Any]:
+        """One body for a group of messages with the same envelope (``plain_values`` all)."""
+        personalizations = []
+        for index, substitutions in zip(group.indices, group.substitutions, strict=True):
+            message = messages[index]
+            self._check_parts(message)
+            own: dict[str, Any] = {"to": [_to(message)], "subject": message.subject}
+            if message.headers:
+                own["headers"] = dict(message.headers)
+            own["custom_args"] = dict(custom_args(message))
+            if substitutions:
+                own["substitutions"] = substitutions
+            personalizations.append(own)
+        body = dict(self._envelope_of(messages[group.indices[0]]))
+        body["personalizations"] = personalizations
+        body["content"] = [
+            {"type": "text/plain", "value": group.text},
+            {"type": "text/html", "value": group.html},
+        ]
+        return body
+
+    def _check_parts(self, message: OutgoingMessage) -> None:
+        for part in (message.text, message.html):
+            self._api_key_check.validate_message_text(part)  # as the helper's Content does
+
+    def _envelope_of(self, message: OutgoingMessage) -> dict[str, Any]:
+        key = (message.from_email, message.from_name, message.reply_to, message.categories[:10])
+        envelope = self._envelopes.get(key)
+        if envelope is None:
+            envelope = self._envelopes[key] = self._envelope(message)
+        return envelope
+
     def _envelope(self, message: OutgoingMessage) -> dict[str, Any]:
         envelope = build_payload(message, self.sandbox)
         for name in _VARIABLE:
@@ -105,7 +139,14 @@ class PayloadBuilder:
         return envelope
 
 
-def _fast_path(message: OutgoingMessage) -> bool:
+def _to(message: OutgoingMessage) -> dict[str, str]:
+    if message.to_name:
+        return {"name": message.to_name, "email": message.to_email}
+    return {"email": message.to_email}
+
+
+def plain_values(message: OutgoingMessage) -> bool:
+    """The helper would take every value as it is (else the whole helper builds it)."""
     return bool(
         message.subject
         and message.text

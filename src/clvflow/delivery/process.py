@@ -44,6 +44,7 @@ class SendGridSettings:
     timeout: float
     sandbox: bool
     concurrency: int
+    per_request: int = 500
 
     def open(self) -> SendGridSender:
         from clvflow.delivery.sendgrid import SendGridSender
@@ -54,6 +55,7 @@ class SendGridSettings:
             timeout=self.timeout,
             sandbox=self.sandbox,
             concurrency=self.concurrency,
+            per_request=self.per_request,
         )
 
 

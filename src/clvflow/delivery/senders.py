@@ -45,5 +45,6 @@ def open_sender(project: Project, *, own_process: bool = False) -> Sender:
         timeout=sg.timeout_seconds,
         sandbox=sg.sandbox,
         concurrency=sg.concurrency,
+        per_request=sg.recipients_per_request,
     )
     return SenderProcess(settings) if own_process else settings.open()

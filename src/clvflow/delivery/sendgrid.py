@@ -2,13 +2,17 @@
 kept-alive HTTP connections (the official client opens a new connection per call), several
 requests at a time.
 
-Outcomes per message:
+Messages of a batch that share their envelope and most of their content go as one request
+of up to ``per_request`` personalizations (:mod:`clvflow.delivery.grouping`); the rest one
+request each. Outcomes per message (a group's reply is every member's):
 
 - 202/200 → ``sent`` (SendGrid's ``X-Message-Id`` kept);
 - 429 → wait until ``X-RateLimit-Reset`` (plus jitter) and retry; 5xx, refused connections
   and requests that could not be written completely → retry with exponential backoff and
   jitter; after the last try → ``failed``;
-- 400/413/other 4xx → ``failed`` with SendGrid's message, and the batch goes on;
+- 400/413/other 4xx → ``failed`` with SendGrid's message, and the batch goes on; a group's
+  request refused so (nothing of it was accepted) is sent again one message a request, so
+  the reason lands on the message it belongs to and the others go;
 - a timeout or dropped connection after the whole request was written → ``unknown``:
   SendGrid has no idempotency key, so it may have been delivered; it is never retried blindly;
 - 401/403 → the whole run stops (:class:`SendAbortedError`): a bad key or an unverified
@@ -33,13 +37,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 from sendgrid.helpers.mail.exceptions import ApiKeyIncludedException
 
 from clvflow.delivery.base import SendAbortedError, SendResult
 from clvflow.delivery.connections import Connections, Done, Host, NotSentError
+from clvflow.delivery.grouping import MAX_PER_REQUEST, Group, group_messages, new_marker
 from clvflow.delivery.message import OutgoingMessage
 from clvflow.delivery.payload import PayloadBuilder
 from clvflow.delivery.reply import Reply
@@ -77,6 +82,7 @@ class SendGridSender:
         timeout: float = 10.0,
         sandbox: bool = False,
         concurrency: int = 8,
+        per_request: int = 500,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
@@ -85,6 +91,8 @@ class SendGridSender:
         self.timeout = timeout
         self.sandbox = sandbox
         self.concurrency = max(1, concurrency)
+        self.per_request = min(max(1, per_request), MAX_PER_REQUEST)
+        self._marker = new_marker()
         self.retry = retry or RetryPolicy()
         self._clock = clock
         self._random = random.Random()
@@ -126,7 +134,9 @@ class SendGridSender:
         """The batch's event loop: start requests on free connections, read the replies,
         retry after a wait (timers in ``waiting``); returns the refusal that stopped it."""
         connections = self._connections
-        ready: deque[_Attempt] = deque(_Attempt(i, m) for i, m in enumerate(messages))
+        groups, alone = group_messages(messages, self.per_request, self._marker)
+        ready: deque[_Attempt] = deque(_Attempt(g.indices, g) for g in groups)
+        ready.extend(_Attempt([i]) for i in alone)
         waiting: list[tuple[float, int, _Attempt]] = []  # (due, order, attempt): a heap
         abort: SendAbortedError | None = None
         while True:
@@ -136,52 +146,62 @@ class SendGridSender:
             while ready and connections.free and abort is None:
                 attempt = ready.popleft()
                 try:
-                    connections.start(attempt, SEND_PATH, self._body(attempt), self._headers)
+                    body = self._body(attempt, messages)
+                    connections.start(attempt, SEND_PATH, body, self._headers)
                 except NotSentError as exc:
                     self._again(attempt, str(exc), self._backoff(attempt.tries), waiting, slots)
                 except _PayloadError as exc:
-                    slots[attempt.index] = SendResult(
-                        attempt.message.message_id, "failed", reason=f"payload: {exc.args[0]}"
-                    )
+                    if attempt.group is not None:
+                        ready.extendleft(attempt.alone())
+                    else:
+                        self._settled(attempt, slots, "failed", reason=f"payload: {exc.args[0]}")
             if abort is not None:  # refused: what has not left stays without a result
                 ready.clear()
                 waiting.clear()
             if connections.busy:  # every free connection took a request: wait for replies
                 timeout = max(0.0, waiting[0][0] - self._time.now()) if waiting else None
                 for done in connections.wait(timeout):
-                    abort = self._settle(done, waiting, slots) or abort
+                    abort = self._settle(done, waiting, slots, ready) or abort
             elif waiting and not ready:
                 self._time.sleep(waiting[0][0] - self._time.now())
             elif not ready:
                 return abort
 
-    def _body(self, attempt: _Attempt) -> bytes:
+    def _body(self, attempt: _Attempt, messages: Sequence[OutgoingMessage]) -> bytes:
         if attempt.body is None:
+            attempt.message_ids = [messages[i].message_id for i in attempt.indices]
             try:
-                attempt.body = orjson.dumps(self._payloads.payload(attempt.message))
+                if attempt.group is None:
+                    payload = self._payloads.payload(messages[attempt.indices[0]])
+                else:
+                    payload = self._payloads.shared(messages, attempt.group)
+                attempt.body = orjson.dumps(payload)
             except (ApiKeyIncludedException, TypeError, ValueError) as exc:
                 raise _PayloadError(repr(exc)[:480]) from None
         return attempt.body
 
     def _settle(
-        self, done: Done, waiting: list[tuple[float, int, _Attempt]], slots: list[SendResult | None]
+        self,
+        done: Done,
+        waiting: list[tuple[float, int, _Attempt]],
+        slots: list[SendResult | None],
+        ready: deque[_Attempt],
     ) -> SendAbortedError | None:
-        """One request's end: a result, a retry, or the refusal that stops the run."""
+        """One request's end: results, a retry, or the refusal that stops the run."""
         attempt: _Attempt = done.tag
-        message_id = attempt.message.message_id
         reply = done.reply
         if reply is None:
-            slots[attempt.index] = SendResult(
-                message_id,
-                "unknown",
-                reason=f"{done.error} after the request was sent: it may have been delivered, "
-                "so it is not retried",
+            reason = (
+                f"{done.error} after the request was sent: it may have been delivered, "
+                "so it is not retried"
             )
+            self._settled(attempt, slots, "unknown", reason=reason)
             return None
         status = reply.status
         if status in (200, 202):
-            slots[attempt.index] = SendResult(
-                message_id,
+            self._settled(
+                attempt,
+                slots,
                 "sent",
                 provider_id=reply.headers.get("x-message-id"),
                 reason=SANDBOX_REASON if self.sandbox else None,
@@ -198,9 +218,23 @@ class SendGridSender:
             self._again(attempt, error_message(reply), wait, waiting, slots)
         elif status >= 500:
             self._again(attempt, error_message(reply), self._backoff(attempt.tries), waiting, slots)
+        elif attempt.group is not None:  # refused whole: each message on its own
+            ready.extendleft(attempt.alone())
         else:
-            slots[attempt.index] = SendResult(message_id, "failed", reason=error_message(reply))
+            self._settled(attempt, slots, "failed", reason=error_message(reply))
         return None
+
+    @staticmethod
+    def _settled(
+        attempt: _Attempt,
+        slots: list[SendResult | None],
+        status: str,
+        *,
+        reason: str | None = None,
+        provider_id: str | None = None,
+    ) -> None:
+        for index, message_id in zip(attempt.indices, attempt.message_ids, strict=True):
+            slots[index] = SendResult(message_id, status, provider_id=provider_id, reason=reason)
 
     def _again(
         self,
@@ -213,11 +247,8 @@ class SendGridSender:
         """Retry after ``wait`` seconds, or record the failure once the tries are used up."""
         attempt.tries += 1
         if attempt.tries >= self.retry.attempts:
-            slots[attempt.index] = SendResult(
-                attempt.message.message_id,
-                "failed",
-                reason=f"gave up after {self.retry.attempts} attempts, last: {why}",
-            )
+            reason = f"gave up after {self.retry.attempts} attempts, last: {why}"
+            self._settled(attempt, slots, "failed", reason=reason)
             return
         heapq.heappush(waiting, (self._time.now() + wait, next(self._order), attempt))
 
@@ -241,12 +272,18 @@ class SendGridSender:
 
 @dataclass(slots=True)
 class _Attempt:
-    """A message on its way: its place in the batch, its body once built, tries so far."""
+    """A request on its way: its messages' places in the batch (one, or a group's), their
+    ledger ids and the body once built, tries so far."""
 
-    index: int
-    message: OutgoingMessage
+    indices: list[int]
+    group: Group | None = None
     body: bytes | None = None
     tries: int = 0
+    message_ids: list[int] = field(default_factory=list)
+
+    def alone(self) -> list[_Attempt]:
+        """The group's messages as requests of their own, in batch order (for extendleft)."""
+        return [_Attempt([index]) for index in reversed(self.indices)]
 
 
 class _PayloadError(Exception):

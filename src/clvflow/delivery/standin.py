@@ -47,7 +47,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -65,6 +65,7 @@ __all__ = [
     "SendGridStandIn",
     "SuppressionKind",
     "main",
+    "personal_bodies",
 ]
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,43 @@ class AcceptedMessage:
     sandbox: bool = False
     connection_dropped: bool = False
     """True when the reply was withheld on purpose (accept-then-drop fault)."""
+
+
+def personal_bodies(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What SendGrid makes of a request: one body per personalization with its one ``to``
+    list, its subject, headers and custom_args over the message's, and its
+    ``substitutions`` put in place of their tags in the subject and the content."""
+    shared = {k: v for k, v in body.items() if k != "personalizations"}
+    out: list[dict[str, Any]] = []
+    for pers in body.get("personalizations") or ():
+        substitutions = pers.get("substitutions") or {}
+        single = dict(shared)
+        single["personalizations"] = [
+            {k: v for k, v in pers.items() if k not in _PERSONAL_OVER_MESSAGE}
+        ]
+        for name in ("headers", "custom_args"):
+            merged = {**(body.get(name) or {}), **(pers.get(name) or {})}
+            if merged:
+                single[name] = merged
+        subject = pers.get("subject", body.get("subject"))
+        if subject is not None:
+            single["subject"] = _substituted(subject, substitutions)
+        if "content" in body:
+            single["content"] = [
+                {**part, "value": _substituted(part["value"], substitutions)}
+                for part in body["content"]
+            ]
+        out.append(single)
+    return out
+
+
+_PERSONAL_OVER_MESSAGE = frozenset({"subject", "headers", "custom_args", "substitutions"})
+
+
+def _substituted(value: str, substitutions: Mapping[str, str]) -> str:
+    for tag, text in substitutions.items():
+        value = value.replace(tag, text)
+    return value
 
 
 class SendGridStandIn:
@@ -269,6 +307,12 @@ class SendGridStandIn:
         message_id = f"{self._id_prefix}.{next(self._ids):x}"
         if not self.keep_content:  # long runs: keep who and why, not the (large) parts
             body = {k: v for k, v in body.items() if k != "content"}
+            body["personalizations"] = [
+                {k: v for k, v in pers.items() if k != "substitutions"}
+                if "substitutions" in pers
+                else pers
+                for pers in body["personalizations"]
+            ]
         record = AcceptedMessage(
             message_id, body, headers, key, self.clock(), sandbox, connection_dropped=dropped
         )
@@ -288,6 +332,16 @@ class SendGridStandIn:
         """Messages accepted for delivery, in arrival order (sandbox-mode ones excluded)."""
         with self._lock:
             return list(self._accepted)
+
+    def deliveries(self, *, sandbox: bool = False) -> list[AcceptedMessage]:
+        """Every email accepted for delivery (``sandbox``: validated in sandbox mode), one
+        per personalization, as SendGrid makes them (:func:`personal_bodies`): a request
+        for many recipients shows as many, each with the request's message id."""
+        return [
+            dataclasses.replace(message, body=body)
+            for message in (self.sandboxed() if sandbox else self.accepted())
+            for body in personal_bodies(message.body)
+        ]
 
     def sandboxed(self) -> list[AcceptedMessage]:
         """Valid messages sent in sandbox mode (answered 200, not delivered)."""
@@ -459,6 +513,7 @@ def report(standin: SendGridStandIn) -> dict[str, Any]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "accepted": len(standin.accepted()),
+        "deliveries": sum(per_recipient.values()),
         "sandboxed": len(standin.sandboxed()),
         "statuses": {str(k): v for k, v in sorted(standin.status_counts().items())},
         "dropped_connections": standin.dropped_connections(),

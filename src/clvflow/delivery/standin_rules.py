@@ -153,7 +153,11 @@ def _object_checks(schema: Mapping[str, Any]) -> list[FastCheck]:
         extra_check = lambda _: False  # noqa: E731
     else:
         extra_check = compile_fast_check(extra)
-    if props or extra_check is not None:
+    if not props and _strings_only(extra):
+        # a map of strings (headers, custom_args, substitutions): the types of its values
+        # collected in C, not a call per value
+        checks.append(lambda x: not isinstance(x, dict) or set(map(type, x.values())) <= _STR)
+    elif props or extra_check is not None:
 
         def properties(x: Any) -> bool:
             if not isinstance(x, dict):
@@ -170,6 +174,18 @@ def _object_checks(schema: Mapping[str, Any]) -> list[FastCheck]:
     if (max_props := schema.get("maxProperties")) is not None:
         checks.append(lambda x: not isinstance(x, dict) or len(x) <= max_props)
     return checks
+
+
+_STR: Final = frozenset({str})
+
+
+def _strings_only(schema: Any) -> bool:
+    """``{"type": "string"}``, annotations aside."""
+    return (
+        isinstance(schema, dict)
+        and schema.get("type") == "string"
+        and set(schema) - _ANNOTATIONS == {"type"}
+    )
 
 
 def _canonical(value: Any) -> Any:
@@ -302,6 +318,10 @@ def schema_errors(body: Any) -> list[SendGridError]:
 
 
 def _utf8_size(mapping: Mapping[str, Any]) -> int:
+    values = mapping.values()
+    if set(map(type, values)) <= _STR:  # the usual case: one join, one length
+        joined = "".join(mapping) + "".join(values)
+        return len(joined) if joined.isascii() else len(joined.encode())
     return sum(len(str(k).encode()) + len(str(v).encode()) for k, v in mapping.items())
 
 

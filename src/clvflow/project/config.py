@@ -106,6 +106,13 @@ class SendGridConfig(Strict):
     concurrency: int = Field(
         default=8, ge=1, le=512, description="Requests in flight (rate ≈ this ÷ round trip)."
     )
+    recipients_per_request: int = Field(
+        default=500,
+        ge=1,
+        le=1000,
+        description="Messages with the same envelope and mostly the same content go as one "
+        "request of up to this many personalizations; 1 sends one request per message.",
+    )
 
 
 class DeliveryConfig(Strict):

@@ -1,0 +1,258 @@
+"""Messages of one batch that differ in a few places, as one SendGrid request.
+
+A request may hold up to 1,000 personalizations: each its own recipient, subject, headers
+and custom_args, and ``substitutions`` (at most 10,000 bytes) that SendGrid puts in place of
+tags in the request's one content. Messages rendered from the same template differ in a few
+lines (the name, the promo code, the recommendations, the unsubscribe link), so a group of
+them is sent as the lines they share with a tag where one differs, and each message's own
+text of those lines as its substitutions. One request for hundreds of messages costs a
+fraction of one request each, at both ends.
+
+How a group is found, per part (HTML, text):
+
+- messages group when they have the same envelope (sender, reply-to, categories) and the
+  same number of lines in each part; each address appears once per group;
+- a line is *varying* when some message of the group has it differently from the first:
+  the content has a tag in its place, each message its own version as the tag's value;
+  when that is more than a message may carry, the prefix and the suffix all versions of a
+  line share stay in the content and only the middle is a value (never empty: SendGrid's
+  handling of empty values is not documented);
+- a message whose substitutions would pass the limit, or whose text holds the tag marker,
+  is sent on its own.
+
+Applying the substitutions gives each message's own parts back, character for character
+(the stand-in does what SendGrid does, :func:`clvflow.delivery.standin.personal_bodies`;
+the tests check it for the groups they send).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import getitem, itemgetter, ne
+
+from clvflow.delivery.message import OutgoingMessage
+from clvflow.delivery.payload import plain_values
+
+MAX_PER_REQUEST = 1000  # SendGrid: personalizations (and recipients) per request
+MAX_SUBSTITUTION_BYTES = 10_000  # SendGrid: keys and values of one personalization
+
+
+@dataclass(slots=True)
+class Group:
+    """Messages sent as one request: their places in the batch, the shared parts with
+    tags, and each message's substitutions (in the order of ``indices``)."""
+
+    indices: list[int]
+    text: str
+    html: str
+    substitutions: list[dict[str, str]]
+
+
+def new_marker() -> str:
+    """A tag prefix for one sender: random, so no template writes it by chance."""
+    return "%clv" + secrets.token_hex(4)
+
+
+def group_messages(
+    messages: Sequence[OutgoingMessage], per_request: int, marker: str
+) -> tuple[list[Group], list[int]]:
+    """The batch's groups of two or more messages, and the places of those sent alone
+    (in batch order)."""
+    alone: list[int] = []
+    if per_request < 2:
+        return [], list(range(len(messages)))
+    # (sender, its name, reply-to, categories, lines of HTML, lines of text) → members
+    buckets: dict[tuple[str, str, str | None, tuple[str, ...], int, int], list[_Member]] = {}
+    for index, message in enumerate(messages):
+        if not _groupable(message, marker):
+            alone.append(index)
+            continue
+        lines = message.html.split("\n")
+        text = message.text.split("\n")
+        key = (
+            message.from_email,
+            message.from_name,
+            message.reply_to,
+            message.categories[:10],
+            len(lines),
+            len(text),
+        )
+        lines.extend(text)
+        buckets.setdefault(key, []).append((index, lines))
+    groups: list[Group] = []
+    for key, members in buckets.items():
+        html_lines = key[4]
+        for chunk in _chunks(members, messages, per_request):
+            if len(chunk) == 1:
+                alone.append(chunk[0][0])
+                continue
+            group, left = _factor(chunk, html_lines, marker)
+            alone.extend(left)
+            if group is not None:
+                groups.append(group)
+    alone.sort()
+    return groups, alone
+
+
+def _groupable(message: OutgoingMessage, marker: str) -> bool:
+    """Values the helper takes as they are, parts to share, and no marker anywhere SendGrid
+    substitutes."""
+    return bool(
+        plain_values(message)
+        and message.text
+        and message.html
+        and marker not in message.html
+        and marker not in message.text
+        and marker not in message.subject
+        and marker not in (message.reply_to or "")
+    )
+
+
+_Member = tuple[int, list[str]]  # a message's place and its lines: HTML's, then the text's
+
+
+def _chunks(
+    members: list[_Member], messages: Sequence[OutgoingMessage], size: int
+) -> Iterator[list[_Member]]:
+    """Runs of at most ``size`` members with every address once (a repeated address waits
+    for a later run)."""
+    pending = members
+    while pending:
+        later: list[_Member] = []
+        chunk: list[_Member] = []
+        seen: set[str] = set()
+        for member in pending:
+            address = messages[member[0]].to_email.lower()
+            if address in seen:
+                later.append(member)
+                continue
+            seen.add(address)
+            chunk.append(member)
+            if len(chunk) == size:
+                yield chunk
+                chunk, seen = [], set()
+        if chunk:
+            yield chunk
+        pending = later
+
+
+def _varying(chunk: list[_Member]) -> list[int]:
+    """The lines some member has otherwise than the first, in order. (A member is first
+    compared on the lines no one has changed so far: one comparison in C, mostly.)"""
+    first = chunk[0][1]
+    positions = range(len(first))
+    varying: set[int] = set()
+    same: Callable[[list[str]], object] = tuple
+    expected: object = tuple(first)
+    for _, lines in chunk[1:]:
+        if same(lines) == expected:
+            continue
+        new = set(compress(positions, map(ne, first, lines))) - varying
+        if new:
+            varying |= new
+            kept = [i for i in positions if i not in varying]
+            same = itemgetter(*kept) if kept else _nothing
+            expected = same(first)
+    return sorted(varying)
+
+
+def _nothing(lines: list[str]) -> object:
+    return ()
+
+
+def _factor(chunk: list[_Member], html_lines: int, marker: str) -> tuple[Group | None, list[int]]:
+    """The group of ``chunk`` and the places of the members it cannot hold (too personal,
+    or a line that would leave an empty value)."""
+    first = chunk[0][1]
+    varying = _varying(chunk)
+    picked: list[tuple[str, ...]]
+    if len(varying) == 1:
+        only = varying[0]
+        picked = [(lines[only],) for _, lines in chunk]
+    elif varying:
+        pick = itemgetter(*varying)
+        picked = [pick(lines) for _, lines in chunk]
+    else:
+        picked = [() for _ in chunk]
+    shared = list(first)
+    tags = [f"{marker}{number}%" for number in range(len(varying))]
+    tag_bytes = sum(map(len, tags))
+    sizes = [tag_bytes + _utf8_length("".join(lines)) for lines in picked]
+    if max(sizes) <= MAX_SUBSTITUTION_BYTES:  # whole lines fit: no need to cut them
+        for line, tag in zip(varying, tags, strict=True):
+            shared[line] = tag
+        values = picked
+    else:  # keep what every version of a line shares in the content
+        cuts: list[slice] = []
+        for line, tag, column in zip(varying, tags, zip(*picked, strict=True), strict=True):
+            start, end = _common_ends(column)
+            shared[line] = first[line][:start] + tag + first[line][len(first[line]) - end :]
+            cuts.append(slice(start, -end if end else None))
+        values = [tuple(map(getitem, lines, cuts)) for lines in picked]
+        sizes = [tag_bytes + _utf8_length("".join(own)) for own in values]
+    indices: list[int] = []
+    substitutions: list[dict[str, str]] = []
+    alone: list[int] = []
+    for (index, _), own, size in zip(chunk, values, sizes, strict=True):
+        if size > MAX_SUBSTITUTION_BYTES or "" in own:
+            alone.append(index)
+        else:
+            indices.append(index)
+            substitutions.append(dict(zip(tags, own, strict=True)))
+    if len(indices) < 2:
+        return None, [index for index, _ in chunk]
+    html = "\n".join(shared[:html_lines])
+    text = "\n".join(shared[html_lines:])
+    return Group(indices, text, html, substitutions), alone
+
+
+def _utf8_length(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def _common_ends(column: Sequence[str]) -> tuple[int, int]:
+    """Lengths of the prefix and the suffix every string of ``column`` has, not
+    overlapping, and leaving every non-empty string a non-empty middle."""
+    start = _prefix_length(min(column), max(column))  # the least and the greatest: all
+    shortest = min(map(len, column))
+    suffix = column[0][start:]
+    if not all(map(str.endswith, column, repeat(suffix))):
+        for value in column:
+            if not value.endswith(suffix):
+                suffix = suffix[len(suffix) - _suffix_length(suffix, value) :]
+                if not suffix:
+                    break
+    end = min(len(suffix), shortest - start)
+    if start + end >= shortest > 0:  # the shortest would have an empty value: give it one
+        if end:
+            end -= 1
+        else:
+            start -= 1
+    return start, end
+
+
+def _prefix_length(a: str, b: str) -> int:
+    """How many first characters ``a`` and ``b`` share (slices compared in C, halving)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _suffix_length(a: str, b: str) -> int:
+    """How many last characters ``a`` and ``b`` share."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[len(a) - middle :] == b[len(b) - middle :]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
