@@ -123,32 +123,23 @@ def _message(i: int, html: str, **changes: object) -> OutgoingMessage:
     return OutgoingMessage(**fields)  # type: ignore[arg-type]
 
 
-def test_shared_lines_stay_in_the_content_and_only_what_differs_travels_per_message() -> None:
-    style = '<p style="' + "font-family: Georgia; " * 40 + '">'
+def test_shared_lines_stay_in_the_content_and_of_long_ones_only_what_differs_travels() -> None:
+    style = '<p style="' + "font-family: Georgia; " * 40 + '">'  # inlined CSS: a long line
     messages = [
-        _message(i, f"<h1>News</h1>\n{style}Dear {name},</p>\n<footer>12 Rue</footer>")
+        _message(
+            i, f"<h1>News</h1>\n{style}Dear {name},</p>\n<b>{name}</b>\n<footer>12 Rue</footer>"
+        )
         for i, name in enumerate(["Ann", "Bob", "Zoë"])
     ]
     groups, alone = group_messages(messages, 10, MARKER)
     [group] = groups
     assert alone == []
-    assert group.html.count(MARKER) == 1 and "<h1>News</h1>" in group.html
-    # the whole varying lines fit: they are the values (the HTML's, then the text's)
+    assert group.html.count(MARKER) == 2 and "<h1>News</h1>" in group.html
+    assert group.html.startswith("<h1>News</h1>\n" + style + "Dear ")  # the style stays
+    # the long line's middle, the short lines whole (the HTML's, then the text's)
     values = [list(s.values()) for s in group.substitutions]
-    assert values == [
-        [f"{style}Dear {n},</p>", f"Hi {i}"] for i, n in enumerate(["Ann", "Bob", "Zoë"])
-    ]
-    _check_groups(messages, 10)
-
-
-def test_long_lines_are_cut_to_what_differs_when_whole_lines_would_not_fit() -> None:
-    style = '<p style="' + "font-family: Georgia; " * 600 + '">'  # 13 kB a line
-    messages = [_message(i, f"{style}Dear {n},</p>") for i, n in enumerate(["Ann", "Bob"])]
-    [group], alone = group_messages(messages, 10, MARKER)
-    assert alone == []
-    # what all versions of a line share stays in the content: the style, "Dear ", "Hi "
-    assert [list(s.values()) for s in group.substitutions] == [["Ann", "0"], ["Bob", "1"]]
-    assert group.html.startswith(style + "Dear ") and group.text.startswith("Hi ")
+    names = ["Ann", "Bob", "Zoë"]
+    assert values == [[n, f"<b>{n}</b>", f"Hi {i}"] for i, n in enumerate(names)]
     _check_groups(messages, 10)
 
 

@@ -14,9 +14,9 @@ How a group is found, per part (HTML, text):
   same number of lines in each part; each address appears once per group;
 - a line is *varying* when some message of the group has it differently from the first:
   the content has a tag in its place, each message its own version as the tag's value;
-  when that is more than a message may carry, the prefix and the suffix all versions of a
-  line share stay in the content and only the middle is a value (never empty: SendGrid's
-  handling of empty values is not documented);
+  of a long line (``LONG_LINE``: inlined styles, mostly) the prefix and the suffix all
+  its versions share stay in the content and only the middle is a value. No value is
+  empty (SendGrid's handling of empty values is not documented);
 - a message whose substitutions would pass the limit, or whose text holds the tag marker,
   is sent on its own.
 
@@ -32,12 +32,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import getitem, itemgetter, ne
+from typing import cast
 
 from clvflow.delivery.message import OutgoingMessage
 from clvflow.delivery.payload import plain_values
 
 MAX_PER_REQUEST = 1000  # SendGrid: personalizations (and recipients) per request
 MAX_SUBSTITUTION_BYTES = 10_000  # SendGrid: keys and values of one personalization
+LONG_LINE = 160  # a varying line this long (inlined styles, mostly) is cut to what differs
+_WHOLE = slice(None)  # a str's whole slice is the str itself: no copy
+_cut = cast(Callable[[str, slice], str], getitem)  # line[cut], in C
 
 
 @dataclass(slots=True)
@@ -61,14 +65,30 @@ def group_messages(
 ) -> tuple[list[Group], list[int]]:
     """The batch's groups of two or more messages, and the places of those sent alone
     (in batch order)."""
+    groups: list[Group] = []
     alone: list[int] = []
+    for request in requests(messages, per_request, marker):
+        if isinstance(request, Group):
+            groups.append(request)
+        else:
+            alone.append(request)
+    alone.sort()
+    return groups, alone
+
+
+def requests(
+    messages: Sequence[OutgoingMessage], per_request: int, marker: str
+) -> Iterator[Group | int]:
+    """The batch's requests as they are found: a group, or the place of a message sent
+    alone. Lazy, so the first requests can be on the wire while the next are factored."""
     if per_request < 2:
-        return [], list(range(len(messages)))
+        yield from range(len(messages))
+        return
     # (sender, its name, reply-to, categories, lines of HTML, lines of text) → members
     buckets: dict[tuple[str, str, str | None, tuple[str, ...], int, int], list[_Member]] = {}
     for index, message in enumerate(messages):
         if not _groupable(message, marker):
-            alone.append(index)
+            yield index
             continue
         lines = message.html.split("\n")
         text = message.text.split("\n")
@@ -82,19 +102,16 @@ def group_messages(
         )
         lines.extend(text)
         buckets.setdefault(key, []).append((index, lines))
-    groups: list[Group] = []
     for key, members in buckets.items():
         html_lines = key[4]
         for chunk in _chunks(members, messages, per_request):
             if len(chunk) == 1:
-                alone.append(chunk[0][0])
+                yield chunk[0][0]
                 continue
             group, left = _factor(chunk, html_lines, marker)
-            alone.extend(left)
             if group is not None:
-                groups.append(group)
-    alone.sort()
-    return groups, alone
+                yield group
+            yield from left
 
 
 def _groupable(message: OutgoingMessage, marker: str) -> bool:
@@ -179,20 +196,19 @@ def _factor(chunk: list[_Member], html_lines: int, marker: str) -> tuple[Group |
         picked = [() for _ in chunk]
     shared = list(first)
     tags = [f"{marker}{number}%" for number in range(len(varying))]
-    tag_bytes = sum(map(len, tags))
-    sizes = [tag_bytes + _utf8_length("".join(lines)) for lines in picked]
-    if max(sizes) <= MAX_SUBSTITUTION_BYTES:  # whole lines fit: no need to cut them
-        for line, tag in zip(varying, tags, strict=True):
+    cuts: list[slice] = []
+    columns = zip(*picked, strict=True)
+    for line, tag, column in zip(varying, tags, columns, strict=False):
+        if len(first[line]) < LONG_LINE:  # travels whole
             shared[line] = tag
-        values = picked
-    else:  # keep what every version of a line shares in the content
-        cuts: list[slice] = []
-        for line, tag, column in zip(varying, tags, zip(*picked, strict=True), strict=True):
-            start, end = _common_ends(column)
-            shared[line] = first[line][:start] + tag + first[line][len(first[line]) - end :]
-            cuts.append(slice(start, -end if end else None))
-        values = [tuple(map(getitem, lines, cuts)) for lines in picked]
-        sizes = [tag_bytes + _utf8_length("".join(own)) for own in values]
+            cuts.append(_WHOLE)
+            continue
+        start, end = _common_ends(column)  # what all its versions share stays in the content
+        shared[line] = first[line][:start] + tag + first[line][len(first[line]) - end :]
+        cuts.append(slice(start, -end if end else None))
+    tag_bytes = sum(map(len, tags))
+    values = [tuple(map(_cut, lines, cuts)) for lines in picked]
+    sizes = [tag_bytes + _utf8_length("".join(own)) for own in values]
     indices: list[int] = []
     substitutions: list[dict[str, str]] = []
     alone: list[int] = []

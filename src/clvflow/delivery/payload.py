@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from sendgrid.helpers.mail import (
@@ -152,8 +153,16 @@ def plain_values(message: OutgoingMessage) -> bool:
         and message.text
         and message.html
         and _PLAIN_ADDRESS.match(message.to_email)
-        and _PLAIN_ADDRESS.match(message.from_email)
-        and not any(ch in message.to_name for ch in ",;")
-        and all(value for value in message.headers.values())
-        and all(value for _, value in custom_args(message))
+        and _plain_sender(message.from_email)
+        and "," not in message.to_name
+        and ";" not in message.to_name
+        and all(message.headers.values())
+        and message.campaign  # the custom_args (the message id is a number: never empty)
+        and message.occurrence
+        and message.customer_id
     )
+
+
+@lru_cache(maxsize=64)
+def _plain_sender(address: str) -> bool:
+    return _PLAIN_ADDRESS.match(address) is not None

@@ -7,6 +7,10 @@ the next batch while the last one is sent slows both (bench/README.md,
 batch over a pipe and answers with one result per message, so the campaign's process only
 waits on the pipe (without the GIL) while the batch is on the wire.
 
+Messages cross the pipe as tuples of their fields, results as tuples too: a dataclass
+pickles through ``copyreg`` (a Python call per object), a tuple of strings in C, about a
+fifth of the time for a batch of 1,000 emails.
+
 The child stops on its own as soon as its parent is gone (a crash, SIGKILL): a batch whose
 replies nobody can record is not sent on. Messages already handed over stay ``sending`` in
 the ledger and become ``unknown`` at the next run, as with an in-process sender.
@@ -19,8 +23,9 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from multiprocessing.connection import Connection
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from clvflow.delivery.base import SendAbortedError, SendResult
@@ -32,6 +37,12 @@ if TYPE_CHECKING:
     from clvflow.delivery.sendgrid import SendGridSender
 
 _PARENT_CHECK_SECONDS = 0.05
+_MESSAGE_FIELDS = attrgetter(*(f.name for f in fields(OutgoingMessage)))
+_RESULT_FIELDS = attrgetter(*(f.name for f in fields(SendResult)))
+
+
+def _results(rows: list[tuple[Any, ...]]) -> list[SendResult]:
+    return [SendResult(*row) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -83,10 +94,12 @@ def _child(conn: Connection, settings: SendGridSettings, parent: int) -> None:
                 return
             if request[0] == "close":
                 return
+            messages = [OutgoingMessage(*fields) for fields in request[1]]
             try:
-                conn.send(("ok", sender.send_batch(request[1])))
+                conn.send(("ok", list(map(_RESULT_FIELDS, sender.send_batch(messages)))))
             except SendAbortedError as stop:
-                conn.send(("aborted", stop.message, stop.hint, stop.results))
+                results = list(map(_RESULT_FIELDS, stop.results))
+                conn.send(("aborted", stop.message, stop.hint, results))
     finally:
         sender.close()
 
@@ -126,12 +139,11 @@ class SenderProcess:
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
         with self._lock:  # one batch at a time on the pipe
-            self._conn.send(("batch", list(messages)))
+            self._conn.send(("batch", list(map(_MESSAGE_FIELDS, messages))))
             reply = self._receive()
         if reply[0] == "aborted":
-            raise SendAbortedError(reply[1], list(reply[3]), hint=reply[2])
-        results: list[SendResult] = reply[1]
-        return results
+            raise SendAbortedError(reply[1], _results(reply[3]), hint=reply[2])
+        return _results(reply[1])
 
     def close(self) -> None:
         if self._process.is_alive():

@@ -44,7 +44,7 @@ from sendgrid.helpers.mail.exceptions import ApiKeyIncludedException
 
 from clvflow.delivery.base import SendAbortedError, SendResult
 from clvflow.delivery.connections import Connections, Done, Host, NotSentError
-from clvflow.delivery.grouping import MAX_PER_REQUEST, Group, group_messages, new_marker
+from clvflow.delivery.grouping import MAX_PER_REQUEST, Group, new_marker, requests
 from clvflow.delivery.message import OutgoingMessage
 from clvflow.delivery.payload import PayloadBuilder
 from clvflow.delivery.reply import Reply
@@ -134,16 +134,23 @@ class SendGridSender:
         """The batch's event loop: start requests on free connections, read the replies,
         retry after a wait (timers in ``waiting``); returns the refusal that stopped it."""
         connections = self._connections
-        groups, alone = group_messages(messages, self.per_request, self._marker)
-        ready: deque[_Attempt] = deque(_Attempt(g.indices, g) for g in groups)
-        ready.extend(_Attempt([i]) for i in alone)
+        fresh = (  # found as they are needed: the first is on the wire while the next forms
+            _Attempt(r.indices, r) if isinstance(r, Group) else _Attempt([r])
+            for r in requests(messages, self.per_request, self._marker)
+        )
+        ready: deque[_Attempt] = deque()
         waiting: list[tuple[float, int, _Attempt]] = []  # (due, order, attempt): a heap
         abort: SendAbortedError | None = None
         while True:
             now = self._time.now()
             while waiting and waiting[0][0] <= now:
                 ready.append(heapq.heappop(waiting)[2])
-            while ready and connections.free and abort is None:
+            while connections.free and abort is None:
+                if not ready:
+                    following = next(fresh, None)
+                    if following is None:
+                        break
+                    ready.append(following)
                 attempt = ready.popleft()
                 try:
                     body = self._body(attempt, messages)
@@ -158,13 +165,14 @@ class SendGridSender:
             if abort is not None:  # refused: what has not left stays without a result
                 ready.clear()
                 waiting.clear()
+                fresh.close()
             if connections.busy:  # every free connection took a request: wait for replies
                 timeout = max(0.0, waiting[0][0] - self._time.now()) if waiting else None
                 for done in connections.wait(timeout):
                     abort = self._settle(done, waiting, slots, ready) or abort
             elif waiting and not ready:
                 self._time.sleep(waiting[0][0] - self._time.now())
-            elif not ready:
+            elif not ready:  # nothing out, waiting or ready: every request has started
                 return abort
 
     def _body(self, attempt: _Attempt, messages: Sequence[OutgoingMessage]) -> bytes:
