@@ -102,24 +102,37 @@ class PayloadBuilder:
         return body
 
     def shared(self, messages: Sequence[OutgoingMessage], group: Group) -> dict[str, Any]:
-        """One body for a group of messages with the same envelope (``plain_values`` all)."""
+        """One body for a group of messages with the same envelope (``plain_values`` all):
+        headers and custom_args every member has alike once for the request, the rest per
+        personalization (SendGrid merges the two)."""
+        members = [messages[index] for index in group.indices]
+        headers = [m.headers for m in members]
+        args = [dict(custom_args(m)) for m in members]
+        common_headers = _common(headers)
+        common_args = _common(args)
         personalizations = []
-        for index, substitutions in zip(group.indices, group.substitutions, strict=True):
-            message = messages[index]
+        for message, own_headers, own_args, substitutions in zip(
+            members, headers, args, group.substitutions, strict=True
+        ):
             self._check_parts(message)
             own: dict[str, Any] = {"to": [_to(message)], "subject": message.subject}
-            if message.headers:
-                own["headers"] = dict(message.headers)
-            own["custom_args"] = dict(custom_args(message))
+            if len(own_headers) > len(common_headers):
+                own["headers"] = {k: v for k, v in own_headers.items() if k not in common_headers}
+            if len(own_args) > len(common_args):
+                own["custom_args"] = {k: v for k, v in own_args.items() if k not in common_args}
             if substitutions:
                 own["substitutions"] = substitutions
             personalizations.append(own)
-        body = dict(self._envelope_of(messages[group.indices[0]]))
+        body = dict(self._envelope_of(members[0]))
         body["personalizations"] = personalizations
         body["content"] = [
             {"type": "text/plain", "value": group.text},
             {"type": "text/html", "value": group.html},
         ]
+        if common_headers:
+            body["headers"] = common_headers
+        if common_args:
+            body["custom_args"] = common_args
         return body
 
     def _check_parts(self, message: OutgoingMessage) -> None:
@@ -138,6 +151,14 @@ class PayloadBuilder:
         for name in _VARIABLE:
             envelope.pop(name, None)
         return envelope
+
+
+def _common(maps: list[dict[str, str]]) -> dict[str, str]:
+    """What every map of ``maps`` has with the same value."""
+    first = maps[0]
+    return {
+        key: value for key, value in first.items() if all(other.get(key) == value for other in maps)
+    }
 
 
 def _to(message: OutgoingMessage) -> dict[str, str]:
