@@ -207,3 +207,31 @@ def test_concurrency_goes_up_to_512_and_beyond_is_an_error_naming_the_key(
         Project.load(demo_project)
     text = str(caught.value) + str(getattr(caught.value, "hint", ""))
     assert "delivery.sendgrid.concurrency" in text and "512" in text
+
+
+def test_recipients_per_request_goes_up_to_sendgrids_1000(demo_project: Path) -> None:
+    configure(demo_project, sendgrid_yaml("https://api.sendgrid.com"))
+    assert Project.load(demo_project).config.delivery.sendgrid.recipients_per_request == 500
+    configure(
+        demo_project, sendgrid_yaml("https://api.sendgrid.com", recipients_per_request="1000")
+    )
+    assert Project.load(demo_project).config.delivery.sendgrid.recipients_per_request == 1000
+    for bad in ("1001", "0"):
+        configure(
+            demo_project, sendgrid_yaml("https://api.sendgrid.com", recipients_per_request=bad)
+        )
+        with pytest.raises(ConfigError) as caught:
+            Project.load(demo_project)
+        text = str(caught.value) + str(getattr(caught.value, "hint", ""))
+        assert "delivery.sendgrid.recipients_per_request" in text
+
+
+def test_a_sender_that_cannot_start_stops_the_run_before_anything_is_claimed(
+    demo_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENDGRID_API_KEY", KEY)
+    monkeypatch.delenv("SENDGRID_API_HOST", raising=False)
+    configure(demo_project, sendgrid_yaml("ftp://not-an-api.example"))
+    with pytest.raises(DeliveryError, match=r"delivery\.sendgrid\.api_host"):
+        run(demo_project)  # the sending process starts while the run plans, then says why
+    assert ledger_rows(demo_project) == {}  # nothing claimed, no holdout recorded

@@ -235,7 +235,9 @@ class CampaignRun:
             tables.result()
 
     def claim(self, plan: Plan) -> list[Claim]:
-        """Record skips and holdout, claim the messages to send (nothing on a dry run)."""
+        """Record skips and holdout, claim the messages to send (nothing on a dry run).
+        A sender still starting (its own process) is waited for first: if it cannot
+        start, nothing is claimed."""
         assert self.ledger is not None
         self._planned = plan.send.reset_index(drop=True)
         self._planned_at = {str(c): i for i, c in enumerate(self._planned["customer_id"])}
@@ -252,7 +254,11 @@ class CampaignRun:
             self.composer.expect([c.customer_id for c in fake])
             return fake
         ledger = self.ledger
-        _ = self.sender  # a missing key or bad backend fails here, before anything is claimed
+        # a missing key, a bad backend or a sender that cannot start fails here, before
+        # anything is claimed
+        wait_ready = getattr(self.sender, "wait_ready", None)
+        if wait_ready is not None:
+            wait_ready()
         ledger.start_run(
             self.run_id,
             self.campaign.name,

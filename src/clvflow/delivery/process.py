@@ -110,7 +110,9 @@ class SenderProcess:
     name = "sendgrid"
     waits_off_the_gil = True  # send_batch blocks on a pipe: another thread may render
 
-    def __init__(self, settings: SendGridSettings) -> None:
+    def __init__(self, settings: SendGridSettings, *, wait: bool = True) -> None:
+        """Start the child; with ``wait`` (else at :meth:`wait_ready` or the first batch)
+        wait until it has opened its sender, raising what stopped it."""
         context = multiprocessing.get_context("spawn")  # nothing inherited but the pipe
         self._conn, child_end = context.Pipe()
         self._process = context.Process(
@@ -122,10 +124,21 @@ class SenderProcess:
         self._process.start()
         child_end.close()
         self._lock = threading.Lock()
-        reply = self._receive()
-        if reply[0] == "error":
-            self._process.join(5)
-            raise DeliveryError(reply[1], hint=reply[2])
+        self._ready = False
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Wait until the child has opened its sender (its start, about 0.4 s, overlaps
+        whatever the caller did since); raise what stopped it, e.g. a malformed host."""
+        with self._lock:
+            if self._ready:
+                return
+            reply = self._receive()
+            if reply[0] == "error":
+                self._process.join(5)
+                raise DeliveryError(reply[1], hint=reply[2])
+            self._ready = True
 
     def _receive(self) -> tuple[Any, ...]:
         try:
@@ -138,6 +151,7 @@ class SenderProcess:
         return reply
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+        self.wait_ready()
         with self._lock:  # one batch at a time on the pipe
             self._conn.send(("batch", list(map(_MESSAGE_FIELDS, messages))))
             reply = self._receive()

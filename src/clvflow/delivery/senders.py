@@ -34,7 +34,8 @@ def sendgrid_api_key(block: str) -> str:
 
 def open_sender(project: Project, *, own_process: bool = False) -> Sender:
     """The configured backend. ``own_process``: the SendGrid sender runs in a child process
-    (:mod:`clvflow.delivery.process`), so a caller can render while a batch is sent."""
+    (:mod:`clvflow.delivery.process`), so a caller can render while a batch is sent; it
+    starts while the caller goes on (``wait_ready`` before the first claim)."""
     delivery = project.config.delivery
     if delivery.backend == "outbox":
         return OutboxSender(project.outbox_dir)
@@ -47,4 +48,4 @@ def open_sender(project: Project, *, own_process: bool = False) -> Sender:
         concurrency=sg.concurrency,
         per_request=sg.recipients_per_request,
     )
-    return SenderProcess(settings) if own_process else settings.open()
+    return SenderProcess(settings, wait=False) if own_process else settings.open()
