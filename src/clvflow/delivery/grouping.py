@@ -38,6 +38,7 @@ from clvflow.delivery.message import OutgoingMessage
 from clvflow.delivery.payload import plain_values
 
 MAX_PER_REQUEST = 1000  # SendGrid: personalizations (and recipients) per request
+PER_REQUEST = 500  # the default (delivery.sendgrid.recipients_per_request)
 MAX_SUBSTITUTION_BYTES = 10_000  # SendGrid: keys and values of one personalization
 LONG_LINE = 160  # a varying line this long (inlined styles, mostly) is cut to what differs
 _WHOLE = slice(None)  # a str's whole slice is the str itself: no copy

@@ -55,7 +55,7 @@ class SendGridSettings:
     timeout: float
     sandbox: bool
     concurrency: int
-    per_request: int = 500
+    per_request: int = 500  # grouping.PER_REQUEST (not imported here: it loads the helper)
 
     def open(self) -> SendGridSender:
         from clvflow.delivery.sendgrid import SendGridSender

@@ -44,7 +44,7 @@ from sendgrid.helpers.mail.exceptions import ApiKeyIncludedException
 
 from clvflow.delivery.base import SendAbortedError, SendResult
 from clvflow.delivery.connections import Connections, Done, Host, NotSentError
-from clvflow.delivery.grouping import MAX_PER_REQUEST, Group, new_marker, requests
+from clvflow.delivery.grouping import MAX_PER_REQUEST, PER_REQUEST, Group, new_marker, requests
 from clvflow.delivery.message import OutgoingMessage
 from clvflow.delivery.payload import PayloadBuilder
 from clvflow.delivery.reply import Reply
@@ -82,7 +82,7 @@ class SendGridSender:
         timeout: float = 10.0,
         sandbox: bool = False,
         concurrency: int = 8,
-        per_request: int = 500,
+        per_request: int = PER_REQUEST,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
