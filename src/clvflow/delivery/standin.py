@@ -143,7 +143,8 @@ class SendGridStandIn:
             between requests, or stalled while sending one; never while it is answered).
         clock: epoch-seconds clock for ``send_at`` checks, rate-limit resets and records.
         keep_content: record each accepted body whole; ``False`` drops its ``content``
-            (validated all the same) so a 100,000-message benchmark stays small.
+            and its personalizations' ``substitutions`` (validated all the same) so a
+            100,000-message benchmark stays small.
     """
 
     def __init__(
