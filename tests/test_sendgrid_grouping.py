@@ -12,7 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clvflow.delivery.grouping import MAX_SUBSTITUTION_BYTES, group_messages, new_marker
+from clvflow.delivery.grouping import (
+    MAX_SUBSTITUTION_BYTES,
+    Group,
+    batch_requests,
+    new_marker,
+)
 from clvflow.delivery.message import OutgoingMessage
 from clvflow.delivery.payload import PayloadBuilder
 from clvflow.delivery.sendgrid import RetryPolicy, SendGridSender
@@ -77,6 +82,16 @@ def batches(draw: st.DrawFn) -> list[OutgoingMessage]:
             )
         )
     return out
+
+
+def group_messages(
+    messages: list[OutgoingMessage], per_request: int, marker: str
+) -> tuple[list[Group], list[int]]:
+    """The batch's requests as the sender gets them: the groups, and the places of the
+    messages sent alone (sorted)."""
+    requests = list(batch_requests(messages, per_request, marker))
+    groups = [r for r in requests if isinstance(r, Group)]
+    return groups, sorted(r for r in requests if not isinstance(r, Group))
 
 
 def _check_groups(messages: list[OutgoingMessage], per_request: int) -> int:

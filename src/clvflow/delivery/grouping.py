@@ -61,23 +61,7 @@ def new_marker() -> str:
     return "%clv" + secrets.token_hex(4)
 
 
-def group_messages(
-    messages: Sequence[OutgoingMessage], per_request: int, marker: str
-) -> tuple[list[Group], list[int]]:
-    """The batch's groups of two or more messages, and the places of those sent alone
-    (in batch order)."""
-    groups: list[Group] = []
-    alone: list[int] = []
-    for request in requests(messages, per_request, marker):
-        if isinstance(request, Group):
-            groups.append(request)
-        else:
-            alone.append(request)
-    alone.sort()
-    return groups, alone
-
-
-def requests(
+def batch_requests(
     messages: Sequence[OutgoingMessage], per_request: int, marker: str
 ) -> Iterator[Group | int]:
     """The batch's requests as they are found: a group, or the place of a message sent
@@ -116,12 +100,9 @@ def requests(
 
 
 def _groupable(message: OutgoingMessage, marker: str) -> bool:
-    """Values the helper takes as they are, parts to share, and no marker anywhere SendGrid
-    substitutes."""
-    return bool(
+    """Values the helper takes as they are, and no marker anywhere SendGrid substitutes."""
+    return bool(  # plain_values: subject, text and html are not empty
         plain_values(message)
-        and message.text
-        and message.html
         and marker not in message.html
         and marker not in message.text
         and marker not in message.subject

@@ -44,7 +44,13 @@ from sendgrid.helpers.mail.exceptions import ApiKeyIncludedException
 
 from clvflow.delivery.base import SendAbortedError, SendResult
 from clvflow.delivery.connections import Connections, Done, Host, NotSentError
-from clvflow.delivery.grouping import MAX_PER_REQUEST, PER_REQUEST, Group, new_marker, requests
+from clvflow.delivery.grouping import (
+    MAX_PER_REQUEST,
+    PER_REQUEST,
+    Group,
+    batch_requests,
+    new_marker,
+)
 from clvflow.delivery.message import OutgoingMessage
 from clvflow.delivery.payload import PayloadBuilder
 from clvflow.delivery.reply import Reply
@@ -136,7 +142,7 @@ class SendGridSender:
         connections = self._connections
         fresh = (  # found as they are needed: the first is on the wire while the next forms
             _Attempt(r.indices, r) if isinstance(r, Group) else _Attempt([r])
-            for r in requests(messages, self.per_request, self._marker)
+            for r in batch_requests(messages, self.per_request, self._marker)
         )
         ready: deque[_Attempt] = deque()
         waiting: list[tuple[float, int, _Attempt]] = []  # (due, order, attempt): a heap
