@@ -59,6 +59,7 @@ def batches(draw: st.DrawFn) -> list[OutgoingMessage]:
         values = {k: draw(slot) for k in ("name", "code", "date", "link")}
         values["items"] = "\n".join(draw(lines_of))
         layout = draw(st.sampled_from([LAYOUT, LAYOUT[:4], ["{name}"]]))
+        rendered_from = draw(st.sampled_from(["win_back/en", "win_back/hu", ""]))
         html = "\n".join(pad + line.format(**values) + pad for line in layout)
         text = "\n".join(line.format(**values) for line in TEXT)
         if draw(st.booleans()) and draw(st.booleans()):
@@ -79,6 +80,7 @@ def batches(draw: st.DrawFn) -> list[OutgoingMessage]:
                 text=text or "x",
                 headers={"List-Unsubscribe": f"<https://shop.example/u/{i}>"},
                 categories=("win-back",),
+                layout=rendered_from,
             )
         )
     return out
@@ -174,12 +176,34 @@ def test_what_cannot_share_a_request_does_not() -> None:
         _message(4, "<p>E</p>", to_email="c0@example.com"),  # 0's address again
         _message(5, "<p>F</p>\n<p>two lines</p>"),  # another shape
         _message(6, "<p>G</p>"),
+        _message(7, "<p>H</p>", layout="win_back/hu"),  # rendered from another layout
     ]
     groups, alone = group_messages(messages, 10, MARKER)
     assert [g.indices for g in groups] == [[0, 6]]
-    assert alone == [1, 2, 3, 4, 5]
+    assert alone == [1, 2, 3, 4, 5, 7]
     groups, alone = group_messages(messages, 1, MARKER)
-    assert groups == [] and alone == list(range(7))
+    assert groups == [] and alone == list(range(8))
+
+
+def test_each_layout_has_its_own_requests() -> None:
+    """Messages of two locales with the same number of lines go in requests apart, and
+    each request's content keeps what its locale's messages share."""
+    style = '<h1 style="' + "font-family: Georgia; " * 10 + '">'  # a long line: cut
+    greetings = {"win_back/en": "Dear {}", "win_back/hu": "Kedves {}"}
+    people = [("win_back/en", "Ann"), ("win_back/hu", "Bea"), ("win_back/en", "Cy")]
+    people.append(("win_back/hu", "Dan"))
+    messages = [
+        _message(i, f"{style}{greetings[layout].format(name)}</h1>\n<p>{i}</p>", layout=layout)
+        for i, (layout, name) in enumerate(people)
+    ]
+    groups, alone = group_messages(messages, 10, MARKER)
+    assert [g.indices for g in groups] == [[0, 2], [1, 3]] and alone == []
+    assert groups[0].html.startswith(f"{style}Dear {MARKER}0%</h1>")
+    assert groups[1].html.startswith(f"{style}Kedves {MARKER}0%</h1>")
+    assert [s[f"{MARKER}0%"] for g in groups for s in g.substitutions] == [
+        "Ann", "Cy", "Bea", "Dan"
+    ]  # fmt: skip
+    _check_groups(messages, 10)
 
 
 def test_groups_hold_at_most_per_request_messages() -> None:

@@ -31,6 +31,7 @@ from clvflow.compliance.secret import signing_key
 from clvflow.data.sources import ShopData, open_shop_data
 from clvflow.delivery.base import SendAbortedError, Sender, SendResult
 from clvflow.delivery.message import OutgoingMessage
+from clvflow.delivery.process import SenderProcess
 from clvflow.delivery.senders import open_sender
 from clvflow.heap import end_bulk_work, keep_out_of_sight, start_bulk_work
 from clvflow.ledger.store import Claim, Ledger, Outcome
@@ -382,9 +383,7 @@ class CampaignRun:
         results: list[SendResult] = []
         if not self.dry_run and messages:
             try:
-                with self._handover:
-                    self.ledger.mark_sending([m.message_id for m in messages])
-                    results = self.sender.send_batch(messages)
+                results = self._hand_over(messages)
             except SendAbortedError as stop:
                 aborted = self._record(stop.results, messages, failures, tags)
                 with self._summary_lock:
@@ -402,6 +401,26 @@ class CampaignRun:
         with self._summary_lock:  # two delivery lanes (campaigns/overlap.py)
             self.summary.add(result)
         return result
+
+    def _hand_over(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+        """Mark the batch ``sending`` and send it. A sender process gets the batch ahead
+        (``stage``: it prepares the requests while the batch before is on the wire); it
+        goes only once marked."""
+        assert self.ledger is not None
+        ids = [m.message_id for m in messages]
+        if not isinstance(self.sender, SenderProcess):
+            with self._handover:
+                self.ledger.mark_sending(ids)
+                return self.sender.send_batch(messages)
+        token: int | None = self.sender.stage(messages)
+        try:
+            with self._handover:
+                self.ledger.mark_sending(ids)
+                staged, token = token, None  # the sender's from here on
+                return self.sender.send_batch(messages, staged=staged)
+        finally:
+            if token is not None:  # never marked: it must not go
+                self.sender.drop(token)
 
     def _handed_over_before(self, batch: Sequence[Claim]) -> tuple[list[Claim], BatchResult]:
         """A retried batch: only rows still ``claimed`` may go to the sender. Rows an
@@ -528,6 +547,7 @@ class CampaignRun:
                         text=item.email.text,
                         headers=headers,
                         categories=(self.campaign.name,),
+                        layout=f"{item.email.template}/{item.email.locale or ''}",
                     )
                 )
         return messages, failures, tags

@@ -10,8 +10,9 @@ fraction of one request each, at both ends.
 
 How a group is found, per part (HTML, text):
 
-- messages group when they have the same envelope (sender, reply-to, categories) and the
-  same number of lines in each part; each address appears once per group;
+- messages group when they have the same envelope (sender, reply-to, categories), the same
+  layout (template and locale: the text around the values is the same) and the same
+  number of lines in each part; each address appears once per group;
 - a line is *varying* when some message of the group has it differently from the first:
   the content has a tag in its place, each message its own version as the tag's value;
   of a long line (``LONG_LINE``: inlined styles, mostly) the prefix and the suffix all
@@ -69,8 +70,8 @@ def batch_requests(
     if per_request < 2:
         yield from range(len(messages))
         return
-    # (sender, its name, reply-to, categories, lines of HTML, lines of text) → members
-    buckets: dict[tuple[str, str, str | None, tuple[str, ...], int, int], list[_Member]] = {}
+    # (sender, its name, reply-to, categories, layout, lines of HTML, lines of text) → members
+    buckets: dict[tuple[str, str, str | None, tuple[str, ...], str, int, int], list[_Member]] = {}
     for index, message in enumerate(messages):
         if not _groupable(message, marker):
             yield index
@@ -82,13 +83,14 @@ def batch_requests(
             message.from_name,
             message.reply_to,
             message.categories[:10],
+            message.layout,
             len(lines),
             len(text),
         )
         lines.extend(text)
         buckets.setdefault(key, []).append((index, lines))
     for key, members in buckets.items():
-        html_lines = key[4]
+        html_lines = key[5]
         for chunk in _chunks(members, messages, per_request):
             if len(chunk) == 1:
                 yield chunk[0][0]

@@ -30,13 +30,14 @@ and hundreds of connections (what a real round trip needs) cost no more than a f
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -117,8 +118,24 @@ class SendGridSender:
         self._connections = Connections(host, self.concurrency, self._time.now)
         self._lock = threading.Lock()  # one batch at a time on the connections
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
-        """Send all; on 401/403 stop starting requests and raise with what was done.
+    def prepare(self, messages: Sequence[OutgoingMessage]) -> list[_Attempt]:
+        """The batch's requests, grouped and with their bodies built, for
+        ``send_batch(messages, prepared)``; nothing is sent. (Safe beside a batch being
+        sent: the sending process prepares batch k + 1 while batch k is on the wire.)"""
+        attempts = [
+            _Attempt(r.indices, r) if isinstance(r, Group) else _Attempt([r])
+            for r in batch_requests(messages, self.per_request, self._marker)
+        ]
+        for attempt in attempts:
+            with contextlib.suppress(_PayloadError):  # raised again as it starts: handled there
+                self._body(attempt, messages)
+        return attempts
+
+    def send_batch(
+        self, messages: Sequence[OutgoingMessage], prepared: list[_Attempt] | None = None
+    ) -> list[SendResult]:
+        """Send all (``prepared``: their requests from :meth:`prepare`); on 401/403 stop
+        starting requests and raise with what was done.
 
         Once refused, the sender stays refused: every later batch (a retry, the next batch)
         raises the same error at once and sends nothing, so no message is ever left without
@@ -127,7 +144,7 @@ class SendGridSender:
             if self._refused is not None:
                 raise SendAbortedError(self._refused.message, [], hint=self._refused.hint)
             slots: list[SendResult | None] = [None] * len(messages)
-            abort = self._send_all(messages, slots)
+            abort = self._send_all(messages, slots, prepared)
             results = [r for r in slots if r is not None]
             if abort is not None:
                 self._refused = abort
@@ -135,14 +152,22 @@ class SendGridSender:
             return results
 
     def _send_all(
-        self, messages: Sequence[OutgoingMessage], slots: list[SendResult | None]
+        self,
+        messages: Sequence[OutgoingMessage],
+        slots: list[SendResult | None],
+        prepared: list[_Attempt] | None,
     ) -> SendAbortedError | None:
         """The batch's event loop: start requests on free connections, read the replies,
         retry after a wait (timers in ``waiting``); returns the refusal that stopped it."""
         connections = self._connections
-        fresh = (  # found as they are needed: the first is on the wire while the next forms
-            _Attempt(r.indices, r) if isinstance(r, Group) else _Attempt([r])
-            for r in batch_requests(messages, self.per_request, self._marker)
+        fresh: Iterator[_Attempt] = (
+            iter(prepared)
+            if prepared is not None
+            else (
+                # found as they are needed: the first is on the wire while the next forms
+                _Attempt(r.indices, r) if isinstance(r, Group) else _Attempt([r])
+                for r in batch_requests(messages, self.per_request, self._marker)
+            )
         )
         ready: deque[_Attempt] = deque()
         waiting: list[tuple[float, int, _Attempt]] = []  # (due, order, attempt): a heap
@@ -171,7 +196,7 @@ class SendGridSender:
             if abort is not None:  # refused: what has not left stays without a result
                 ready.clear()
                 waiting.clear()
-                fresh.close()
+                fresh = iter(())  # nothing more starts
             if connections.busy:  # every free connection took a request: wait for replies
                 timeout = max(0.0, waiting[0][0] - self._time.now()) if waiting else None
                 for done in connections.wait(timeout):
