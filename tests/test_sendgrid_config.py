@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from clvflow.campaigns.catalog import load_campaigns
 from clvflow.campaigns.runner import run_campaign
@@ -235,3 +237,32 @@ def test_a_sender_that_cannot_start_stops_the_run_before_anything_is_claimed(
     with pytest.raises(DeliveryError, match=r"delivery\.sendgrid\.api_host"):
         run(demo_project)  # the sending process starts while the run plans, then says why
     assert ledger_rows(demo_project) == {}  # nothing claimed, no holdout recorded
+
+
+def test_a_batch_the_ledger_cannot_mark_sending_never_leaves(
+    demo_project: Path, standin: SendGridStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sending process gets each batch ahead of time (staged); one whose ``sending``
+    mark fails is dropped there: only what was marked was delivered."""
+    monkeypatch.setenv("SENDGRID_API_KEY", KEY)
+    configure(demo_project, sendgrid_yaml(standin.url))
+    marked = Ledger.mark_sending
+    calls = []
+
+    def mark_once(self: Ledger, ids: list[int]) -> None:
+        calls.append(len(ids))
+        if len(calls) > 1:
+            raise OperationalError("UPDATE messages", {}, Exception("disk I/O error"))
+        marked(self, ids)
+
+    monkeypatch.setattr(Ledger, "mark_sending", mark_once)
+    with pytest.raises(OperationalError, match="disk I/O error"):
+        run(demo_project)
+    rows = ledger_rows(demo_project).values()
+    statuses = Counter(r["status"] for r in rows)
+    assert statuses["sent"] == calls[0] == 60 and len(calls) >= 2
+    assert statuses.keys() <= {"sent", "holdout"}  # the rest released, to be planned again
+    assert len(standin.deliveries()) == 60
+    assert {
+        d.body["personalizations"][0]["to"][0]["email"].lower() for d in standin.deliveries()
+    } == {r["email"].lower() for r in rows if r["status"] == "sent"}

@@ -1,5 +1,6 @@
 """The SendGrid sender in its own process: same results as in-process, refusals carried
-back, bad settings reported at open, and no sending on after its parent is gone."""
+back, bad settings reported at open, staged batches leaving only when sent (in the order
+asked), and no sending on after its parent is gone."""
 
 from __future__ import annotations
 
@@ -69,6 +70,33 @@ def test_a_refusal_comes_back_as_send_aborted_and_later_batches_are_refused_at_o
         finally:
             sender.close()
         assert sg.accepted() == []
+
+
+def test_a_staged_batch_leaves_only_when_it_is_sent_and_a_dropped_one_never() -> None:
+    with SendGridStandIn(KEY) as sg:
+        sender = SenderProcess(settings(sg.url))
+        try:
+            first = sender.stage([message(1), message(2)])
+            dropped = sender.stage([message(3)])
+            later = sender.stage([message(4), message(5, subject="")])
+            time.sleep(0.3)  # time to prepare all three: still nothing leaves
+            assert sg.accepted() == []
+            results = sender.send_batch([message(4), message(5, subject="")], staged=later)
+            assert [(r.message_id, r.status) for r in results] == [(4, "sent"), (5, "failed")]
+            sender.drop(dropped)
+            assert {
+                r.message_id for r in sender.send_batch([message(1), message(2)], staged=first)
+            } == {
+                1,
+                2,
+            }
+            plain = sender.send_batch([message(6)])  # not staged: as it comes
+        finally:
+            sender.close()
+        assert [r.status for r in plain] == ["sent"]
+        assert sorted(sg.deliveries_per_recipient()) == [
+            "c1@example.com", "c2@example.com", "c4@example.com", "c6@example.com"
+        ]  # fmt: skip
 
 
 def test_bad_settings_fail_when_the_sender_opens() -> None:
