@@ -547,7 +547,7 @@ class CampaignRun:
                         text=item.email.text,
                         headers=headers,
                         categories=(self.campaign.name,),
-                        layout=f"{item.email.template}/{item.email.locale or ''}",
+                        layout=f"{item.email.template}/{item.locale}",
                     )
                 )
         return messages, failures, tags
