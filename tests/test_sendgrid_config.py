@@ -5,6 +5,7 @@ switch; and what every message carries (category, custom_args) so events map bac
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -266,3 +267,22 @@ def test_a_batch_the_ledger_cannot_mark_sending_never_leaves(
     assert {
         d.body["personalizations"][0]["to"][0]["email"].lower() for d in standin.deliveries()
     } == {r["email"].lower() for r in rows if r["status"] == "sent"}
+
+
+def test_a_request_holds_the_messages_of_one_locale(
+    demo_project: Path, standin: SendGridStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Messages share a request by the layout they were rendered from: each request's
+    content has its locale's text, only the personal lines travel per recipient."""
+    monkeypatch.setenv("SENDGRID_API_KEY", KEY)
+    configure(demo_project, sendgrid_yaml(standin.url))
+    summary = run(demo_project)
+    requests = standin.accepted()
+    assert sum(len(r.body["personalizations"]) for r in requests) == summary.sent
+    languages = []
+    for request in requests:
+        html = next(c["value"] for c in request.body["content"] if c["type"] == "text/html")
+        languages.append(re.findall(r'<html lang="(\w+)"', html))  # shared, not a tag
+    assert all(len(found) == 1 for found in languages)
+    assert {found[0] for found in languages} == {"en", "hu", "ru"}
+    assert len(requests) < summary.sent / 5  # grouped, by locale
