@@ -1,5 +1,6 @@
 """Address validation in planning: the fast answer for the common shape never disagrees with
-email-validator (the real validator, which decides everything else)."""
+email-validator (the real validator, which decides everything else), one by one or for a
+whole column at once."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from clvflow.planning.plan import _common_and_valid, address_is_valid
+from clvflow.planning.plan import _common_and_valid, address_is_valid, valid_addresses
 
 
 def email_validator_says(address: str) -> bool:
@@ -73,3 +74,13 @@ def test_the_fast_answer_agrees_with_email_validator(address: str) -> None:
 def test_which_addresses_take_the_fast_path(address: str, fast: bool) -> None:
     assert _common_and_valid(address) is fast
     assert address_is_valid(address) is email_validator_says(address)
+
+
+@settings(max_examples=300, deadline=None)
+@given(addresses=st.lists(candidates, max_size=40))
+@example(["ann@example.com", "", "a@b.test", "a@Sub.LOCALHOST", "a@" + "b" * 64 + ".com"])
+@example(["a" * 64 + "@example.com", "a" * 65 + "@example.com", "a@b--c.com", "a@b-c.com\n"])
+@example(["x@" + ".".join(["a" * 63] * 3) + ".com", "x@" + ".".join(["a" * 63] * 4) + ".com"])
+@example(["zoë@example.com", "ann@xn--bcher-kva.example", "\ud800@example.com"])
+def test_a_column_of_addresses_gets_the_answers_one_by_one_would(addresses: list[str]) -> None:
+    assert valid_addresses(addresses) == [bool(a) and address_is_valid(a) for a in addresses]

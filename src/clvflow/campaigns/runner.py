@@ -197,12 +197,14 @@ class CampaignRun:
             waiting = plan.send[late]
             self._waiting = [
                 (str(occ), str(cid), WAITING)
-                for occ, cid in zip(waiting["occurrence"], waiting["customer_id"], strict=True)
+                for occ, cid in zip(
+                    _values(waiting, "occurrence"), _values(waiting, "customer_id"), strict=True
+                )
             ]
             plan.send = plan.send[~late]
         self.summary.waiting = len(self._waiting)
         self.summary.planned = len(plan.send)
-        ids = [str(c) for c in plan.send["customer_id"]]
+        ids = [str(c) for c in _values(plan.send, "customer_id")]
         self._variants = dict(
             zip(ids, assign_variants(self.campaign.name, ids, self.spec.variants), strict=True)
         )
@@ -241,7 +243,7 @@ class CampaignRun:
         start, nothing is claimed."""
         assert self.ledger is not None
         self._planned = plan.send.reset_index(drop=True)
-        self._planned_at = {str(c): i for i, c in enumerate(self._planned["customer_id"])}
+        self._planned_at = {str(c): i for i, c in enumerate(_values(self._planned, "customer_id"))}
         self._planned_rows = None
         self._rows = {}  # a batch's rows when it renders (``_load_rows``)
         if self.dry_run:
@@ -249,7 +251,10 @@ class CampaignRun:
             fake = [
                 Claim(-i - 1, str(occ), str(cid), str(email))
                 for i, (occ, cid, email) in enumerate(
-                    zip(frame["occurrence"], frame["customer_id"], frame["email"], strict=True)
+                    zip(
+                        *(_values(frame, c) for c in ("occurrence", "customer_id", "email")),
+                        strict=True,
+                    )
                 )
             ]
             self.composer.expect([c.customer_id for c in fake])
@@ -269,8 +274,9 @@ class CampaignRun:
             self.lease_seconds,
         )
         ledger.record_skips(self.run_id, self.campaign.name, [*plan.skips, *self._waiting])
-        ledger.claim(self.run_id, self.campaign.name, self._claim_rows(plan.holdout), "holdout")
-        claims = ledger.claim(self.run_id, self.campaign.name, self._claim_rows(plan.send))
+        name = self.campaign.name
+        ledger.claim_columns(self.run_id, name, self._claim_rows(plan.holdout), "holdout")
+        claims = ledger.claim_columns(self.run_id, name, self._claim_rows(plan.send))
         lost = len(plan.send) - len(claims)
         if lost:
             self.summary.skipped["claimed_by_another_run"] += lost
@@ -300,29 +306,25 @@ class CampaignRun:
         )
         self.ledger.record_skips(self.run_id, self.campaign.name, list(items))
 
-    def _claim_rows(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
-        ids = [str(c) for c in frame["customer_id"]]
+    def _claim_rows(self, frame: pd.DataFrame) -> dict[str, list[Any]]:
+        """The ledger's columns for ``frame``'s messages (``Ledger.claim_columns``)."""
+        ids = [str(c) for c in _values(frame, "customer_id")]
         variants = [self._variants.get(c) for c in ids]
         templates = {v: self.spec.template_of(v) for v in set(variants)}
         locales = (
-            [None if pd.isna(loc) else str(loc) for loc in frame["locale"]]
+            [None if pd.isna(loc) else str(loc) for loc in _values(frame, "locale")]
             if "locale" in frame
             else [None] * len(frame)
         )
-        return [
-            {
-                "occurrence": str(occ),
-                "customer_id": cid,
-                "email": str(email),
-                "kind": self.kind,
-                "template": templates[variant],
-                "variant": variant,
-                "locale": locale,
-            }
-            for occ, cid, email, variant, locale in zip(
-                frame["occurrence"], ids, frame["email"], variants, locales, strict=True
-            )
-        ]
+        return {
+            "occurrence": [str(occ) for occ in _values(frame, "occurrence")],
+            "customer_id": ids,
+            "email": [str(email) for email in _values(frame, "email")],
+            "kind": [self.kind] * len(ids),
+            "template": [templates[v] for v in variants],
+            "variant": variants,
+            "locale": locales,
+        }
 
     def batches(self, claims: Sequence[Claim]) -> list[list[Claim]]:
         size = self.batch_size
@@ -617,6 +619,12 @@ class CampaignRun:
         if not self.dry_run and self.ledger is not None:
             self.ledger.finish_run(self.run_id, status, self.summary.as_dict())
         return self.summary
+
+
+def _values(frame: pd.DataFrame, column: str) -> list[Any]:
+    """A column as a list (one conversion: iterating an Arrow-backed column costs a Python
+    call per value)."""
+    return list(frame[column].tolist())
 
 
 def _safe(name: str) -> str:
