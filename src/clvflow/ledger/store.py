@@ -204,12 +204,25 @@ class Ledger:
         statement and no SQL text per key. ``rest`` ends in WHERE or AND."""
         if not keys:
             return []
-        if self.engine.dialect.name == "sqlite":
-            test = f"{key} IN (SELECT value FROM json_each(?))"
-            packed: Any = orjson.dumps(list(keys)).decode()
-        else:
-            test, packed = f"{key} = ANY(%s)", list(keys)
+        test, packed = self._among(key, keys)
         return self._rows(con, columns, f"{rest} {test} {tail}", (*params, packed))
+
+    def _among(self, key: str, keys: Sequence[Any]) -> tuple[str, Any]:
+        """``key IN keys`` as SQL with one bound value, and that value."""
+        if self.engine.dialect.name == "sqlite":
+            return f"{key} IN (SELECT value FROM json_each(?))", orjson.dumps(list(keys)).decode()
+        return f"{key} = ANY(%s)", list(keys)
+
+    def _set_status(self, ids: Sequence[int], old: str, new: str) -> None:
+        """Messages ``ids`` that are ``old`` become ``new``, in one statement."""
+        if not ids:
+            return
+        test, packed = self._among("id", ids)
+        with self.engine.begin() as con:
+            con.exec_driver_sql(
+                f"UPDATE messages SET status = '{new}' WHERE status = '{old}' AND {test}",
+                (packed,),
+            )
 
     def suppress(
         self,
@@ -425,34 +438,22 @@ class Ledger:
 
     def mark_sending(self, ids: Sequence[int]) -> None:
         """These claimed messages are about to be handed to the sender."""
-        with self.engine.begin() as con:
-            for chunk in _chunks(list(ids), READ_CHUNK):
-                con.execute(
-                    update(messages)
-                    .where(messages.c.id.in_(chunk), messages.c.status == "claimed")
-                    .values(status="sending")
-                )
+        self._set_status(ids, "claimed", "sending")
 
     def revert_sending(self, ids: Sequence[int]) -> None:
         """Messages marked ``sending`` that the sender never touched go back to ``claimed``."""
-        with self.engine.begin() as con:
-            for chunk in _chunks(list(ids), READ_CHUNK):
-                con.execute(
-                    update(messages)
-                    .where(messages.c.id.in_(chunk), messages.c.status == "sending")
-                    .values(status="claimed")
-                )
+        self._set_status(ids, "sending", "claimed")
 
     def release(self, ids: Sequence[int]) -> int:
         """Give back messages that were never handed over (the run stopped before them)."""
-        count = 0
+        if not ids:
+            return 0
+        test, packed = self._among("id", ids)
         with self.engine.begin() as con:
-            for chunk in _chunks(list(ids), READ_CHUNK):
-                result = con.execute(
-                    delete(messages).where(messages.c.id.in_(chunk), messages.c.status == "claimed")
-                )
-                count += int(result.rowcount)
-        return count
+            result = con.exec_driver_sql(
+                f"DELETE FROM messages WHERE status = 'claimed' AND {test}", (packed,)
+            )
+            return int(result.rowcount)
 
     def reconcile(self, campaign: str) -> tuple[int, int]:
         """Clean up after dead runs of ``campaign`` (lease expired, still 'running').
@@ -585,15 +586,9 @@ class Ledger:
     # -- reading ------------------------------------------------------------------------
     def statuses_of(self, ids: Sequence[int]) -> dict[int, str]:
         """Message id → status (a retried batch checks what an earlier attempt handed over)."""
-        out: dict[int, str] = {}
         with self.engine.connect() as con:
-            for chunk in _chunks(list(ids), READ_CHUNK):
-                marks = ", ".join([self._mark] * len(chunk))
-                rows = self._rows(
-                    con, ("id", "status"), f"FROM messages WHERE id IN ({marks})", tuple(chunk)
-                )
-                out.update({int(i): str(status) for i, status in rows})
-        return out
+            rows = self._keyed(con, ("id", "status"), "FROM messages WHERE", "id", list(ids))
+        return {int(i): str(status) for i, status in rows}
 
     def status_counts(self, campaign: str | None = None) -> dict[str, int]:
         stmt = select(messages.c.status, func.count()).group_by(messages.c.status)
