@@ -12,8 +12,10 @@ request against SendGrid's schema and counts what it accepted per recipient):
 - a naive loop: the same segment members rendered by the same composer, then one
   ``SendGridAPIClient.send`` per message (the official client, a new connection per call),
   sequential, with no ledger at all (so it does less work than clvflow). It sends the first
-  ``--naive-recipients`` messages; its loop is scaled to the campaign's size, its one-time
-  costs (segment evaluation, the per-run lookup tables) are counted once.
+  ``--naive-recipients`` messages, half of them before clvflow's run and half after (the
+  machine's speed drifts: its rate is the two halves' together, each half's is printed);
+  its loop is scaled to the campaign's size, its one-time costs (segment evaluation, the
+  per-run lookup tables) are counted once.
 
 Both report messages per second (wall, from after the imports) and peak RSS; clvflow also
 reports where its time went, per stage. The data is the demo shop generator's, restricted to
@@ -339,10 +341,16 @@ def child_naive(project_dir: Path, out: Path, limit: int) -> None:
 # --- the parent ---------------------------------------------------------------------------------
 
 
-def run_side(role: str, project: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """One side against a fresh stand-in; returns its result plus the stand-in's report."""
-    out = work / f"{role}.json"
-    report_file = work / f"{role}-standin.json"
+def run_side(
+    role: str, project: Path, work: Path, args: argparse.Namespace, part: str = ""
+) -> dict[str, Any]:
+    """One side against a fresh stand-in; returns its result plus the stand-in's report.
+    ``part``: "first" or "second" half of the naive loop's messages."""
+    out = work / f"{role}{part}.json"
+    report_file = work / f"{role}{part}-standin.json"
+    naive = args.naive_recipients
+    if part:
+        naive = naive - naive // 2 if part == "first" else naive // 2
     env = dict(os.environ)
     env.update(
         CLVFLOW_DELIVERY="sendgrid",
@@ -353,7 +361,7 @@ def run_side(role: str, project: Path, work: Path, args: argparse.Namespace) -> 
     )
     command = [sys.executable, __file__, "--role", role, "--project", str(project),
                "--out", str(out), "--recipients", str(args.recipients),
-               "--naive-recipients", str(args.naive_recipients),
+               "--naive-recipients", str(naive),
                "--workers", str(args.workers)]  # fmt: skip
     if role == "clvflow" and args.profile:
         command += ["--profile-out", str(work / "clvflow.prof")]
@@ -366,6 +374,25 @@ def run_side(role: str, project: Path, work: Path, args: argparse.Namespace) -> 
     result["standin"] = json.loads(report_file.read_text())
     result["standin_cpu"] = standin_cpu
     return result
+
+
+def both_halves(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """The naive loop's two halves as one run: their loops summed, one-time costs averaged."""
+    parts = (first, second)
+    fixed = sum(p["fixed"] for p in parts) / 2
+    loops = [p["wall"] - p["fixed"] for p in parts]
+    return {
+        "wall": fixed + sum(loops),
+        "fixed": fixed,
+        "evaluate": sum(p["evaluate"] for p in parts) / 2,
+        "sent": sum(p["sent"] for p in parts),
+        "failed": sum(p["failed"] for p in parts),
+        "members": first["members"],
+        "rss": max(p["rss"] for p in parts),
+        "standin": {"accepted": sum(p["standin"]["accepted"] for p in parts)},
+        "standin_cpu": sum(p["standin_cpu"] for p in parts),
+        "halves": [loop / max(p["sent"], 1) for p, loop in zip(parts, loops, strict=True)],
+    }
 
 
 def verdict(ok: bool) -> str:
@@ -430,6 +457,9 @@ def report(ours: dict[str, Any], naive: dict[str, Any], args: argparse.Namespace
         f"{naive['standin']['accepted']:,}; evaluate {naive['evaluate']:.1f} s, per-run "
         f"tables {fixed - naive['evaluate']:.1f} s, render + send loop {loop:.1f} s ({loop / max(n_naive, 1) * 1e6:.0f} µs/message)"
     )
+    if "halves" in naive:
+        before, after = (per * 1e6 for per in naive["halves"])
+        print(f"  half before clvflow's run {before:.0f} µs/message, half after {after:.0f}")
     print(f"  scaled to {summary['planned']:,} messages: {naive_all:.1f} s, "
           f"{naive_rate:,.0f} messages/s; peak RSS {naive['rss'] / 1e6:,.0f} MB; "
           f"stand-in CPU {naive['standin_cpu'] / max(n_naive, 1) * 1e6:.0f} µs/message")  # fmt: skip
@@ -506,10 +536,17 @@ def main(argv: list[str] | None = None) -> None:
             text = config.read_text(encoding="utf-8")
             setting = f"delivery:\n  sendgrid:\n{chosen}"
             config.write_text(text.replace("delivery:\n", setting, 1), encoding="utf-8")
+        halves = args.naive_recipients >= 2  # 0 (all of them): once, after clvflow
+        if halves:
+            print("naive, first half: running ...", flush=True)
+            first = run_side("naive", project, work, args, "first")
         print("clvflow: running ...", flush=True)
         ours = run_side("clvflow", project, work, args)
         print(f"clvflow: {ours['wall']:.1f} s; naive: running ...", flush=True)
-        naive = run_side("naive", project, work, args)
+        if halves:
+            naive = both_halves(first, run_side("naive", project, work, args, "second"))
+        else:
+            naive = run_side("naive", project, work, args)
         report(ours, naive, args)
         if args.profile:
             print_profile(work / "clvflow.prof")
