@@ -11,8 +11,9 @@ from pathlib import Path
 from threading import Barrier, Thread
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
+from clvflow.ledger.schema import promo_codes
 from clvflow.ledger.store import Ledger, Outcome
 from tests.conftest import POSTGRES_URL
 
@@ -157,4 +158,12 @@ def test_promo_codes_beyond_one_statement_are_all_stored(ledger_url: str) -> Non
     assert len(stored) == 4_000
     assert stored["C3999"]["code"] == "WB-03999"
     assert stored["C0"]["expires_at"] == expires
+    # read back as SQLAlchemy reads the table: every column, with its type
+    with ledger.engine.connect() as con:
+        read = con.execute(select(promo_codes).where(promo_codes.c.customer_id == "C7")).one()
+    assert stored["C7"] == dict(read._mapping)
+    assert [type(stored["C7"][k]) for k in ("discount_percent", "expires_at", "redeemed_at")] == [
+        float, dt.datetime, type(None)
+    ]  # fmt: skip
+    assert ledger.promo_codes_for("win-back", "other", ["C7"]) == {}
     ledger.close()

@@ -502,13 +502,19 @@ class Ledger:
         if unknown:
             raise ValueError(f"unknown promo code fields: {sorted(unknown)}")
         now = self._time(utcnow())
-        params = [
-            tuple(
-                now if c == "created_at" else self._time(r[c]) if c == "expires_at" else r.get(c)
-                for c in _PROMO_COLUMNS
-            )
-            for r in rows
-        ]
+        times: dict[Any, Any] = {}  # a batch's codes share their expiry: converted once
+        columns = [
+            repeat(now, len(rows))
+            if c == "created_at"
+            else [
+                times[r[c]] if r[c] in times else times.setdefault(r[c], self._time(r[c]))
+                for r in rows
+            ]
+            if c == "expires_at"
+            else [r.get(c) for r in rows]
+            for c in _PROMO_COLUMNS
+        ]  # column by column, as a claim
+        params = list(zip(*columns, strict=True))
         with self.engine.begin() as con:
             for values, flat in _values(params, self._mark):
                 con.exec_driver_sql(
@@ -518,18 +524,33 @@ class Ledger:
     def promo_codes_for(
         self, campaign: str, occurrence: str, customer_ids: Sequence[str]
     ) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
+        """Customer → the code already issued to them for (campaign, occurrence): every
+        column, typed as SQLAlchemy reads it."""
+        names = [c.name for c in promo_codes.columns]
+        dialect = self.engine.dialect
+        typed = [  # SQLite hands times back as text; PostgreSQL's driver types them itself
+            c.type.dialect_impl(dialect).result_processor(dialect, None)
+            if dialect.name == "sqlite"
+            else None
+            for c in promo_codes.columns
+        ]
+        mark = self._mark
         with self.engine.connect() as con:
-            for chunk in _chunks(list(customer_ids), READ_CHUNK):
-                rows = con.execute(
-                    select(promo_codes).where(
-                        promo_codes.c.campaign == campaign,
-                        promo_codes.c.occurrence == occurrence,
-                        promo_codes.c.customer_id.in_(chunk),
-                    )
-                )
-                for r in rows.mappings():
-                    out[str(r["customer_id"])] = dict(r)
+            rows = self._keyed(
+                con,
+                names,
+                f"FROM promo_codes WHERE campaign = {mark} AND occurrence = {mark} AND",
+                "customer_id",
+                list(customer_ids),
+                (campaign, occurrence),
+            )
+        out: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            values = [
+                v if f is None or v is None else f(v) for f, v in zip(typed, row, strict=True)
+            ]
+            found = dict(zip(names, values, strict=True))
+            out[str(found["customer_id"])] = found
         return out
 
     def all_promo_codes(self, campaign: str | None = None) -> list[dict[str, Any]]:

@@ -135,8 +135,13 @@ class Recommender:
                 ),
                 chosen AS (SELECT basket_id, COUNT(*) AS n FROM ranked GROUP BY basket_id),
                 sets AS (SELECT DISTINCT basket_id FROM {owned}),
+                short AS (  -- the sets with fewer than limit co-purchases: filled up
+                  SELECT b.basket_id FROM sets AS b LEFT JOIN chosen AS n
+                    ON n.basket_id = b.basket_id
+                  WHERE COALESCE(n.n, 0) < {self.limit}
+                ),
                 candidates AS (
-                  SELECT b.basket_id, t.product_id, t.pos FROM sets AS b CROSS JOIN {best} AS t
+                  SELECT b.basket_id, t.product_id, t.pos FROM short AS b CROSS JOIN {best} AS t
                 ),
                 free AS (
                   SELECT c.* FROM candidates AS c
