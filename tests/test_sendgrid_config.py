@@ -8,7 +8,9 @@ import datetime as dt
 import re
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -250,11 +252,11 @@ def test_a_batch_the_ledger_cannot_mark_sending_never_leaves(
     marked = Ledger.mark_sending
     calls = []
 
-    def mark_once(self: Ledger, ids: list[int]) -> None:
+    def mark_once(self: Ledger, ids: list[int], codes: Sequence[dict[str, Any]] = ()) -> None:
         calls.append(len(ids))
         if len(calls) > 1:
             raise OperationalError("UPDATE messages", {}, Exception("disk I/O error"))
-        marked(self, ids)
+        marked(self, ids, codes)
 
     monkeypatch.setattr(Ledger, "mark_sending", mark_once)
     with pytest.raises(OperationalError, match="disk I/O error"):
@@ -264,6 +266,11 @@ def test_a_batch_the_ledger_cannot_mark_sending_never_leaves(
     assert statuses["sent"] == calls[0] == 60 and len(calls) >= 2
     assert statuses.keys() <= {"sent", "holdout"}  # the rest released, to be planned again
     assert len(standin.deliveries()) == 60
+    # promo codes are stored with the mark: the sent messages' codes, none for the rest
+    ledger = Ledger(Project.load(demo_project).ledger_url)
+    coded = {str(c["customer_id"]) for c in ledger.all_promo_codes(CAMPAIGN)}
+    ledger.close()
+    assert coded == {str(r["customer_id"]) for r in rows if r["status"] == "sent"}
     assert {
         d.body["personalizations"][0]["to"][0]["email"].lower() for d in standin.deliveries()
     } == {r["email"].lower() for r in rows if r["status"] == "sent"}

@@ -57,6 +57,7 @@ class PreparedBatch(NamedTuple):
     failures: list[Outcome]
     tags: dict[int, tuple[str, str]]
     earlier: BatchResult
+    codes: Sequence[dict[str, Any]] = ()  # promo codes drawn for it: stored with the mark
 
 
 def local_now(timezone: str) -> dt.datetime:
@@ -368,10 +369,10 @@ class CampaignRun:
         earlier = BatchResult()
         if not self.dry_run:
             batch, earlier = self._handed_over_before(batch)
-        messages, failures, tags = self.render_batch(batch)
+        messages, failures, tags, codes = self.render_batch(batch)
         for claim in batch:  # rendered: a retry of the batch loads them again
             self._rows.pop(claim.customer_id, None)
-        return PreparedBatch(messages, failures, tags, earlier)
+        return PreparedBatch(messages, failures, tags, earlier, codes)
 
     def deliver_batch(self, prepared: PreparedBatch) -> BatchResult:
         """The second half: mark ``sending``, hand over, record every outcome.
@@ -381,11 +382,11 @@ class CampaignRun:
         crash cannot turn it into ``unknown``), while the other lane records the previous
         batch's outcomes."""
         assert self.ledger is not None
-        messages, failures, tags, earlier = prepared
+        messages, failures, tags, earlier, codes = prepared
         results: list[SendResult] = []
         if not self.dry_run and messages:
             try:
-                results = self._hand_over(messages)
+                results = self._hand_over(messages, codes)
             except SendAbortedError as stop:
                 aborted = self._record(stop.results, messages, failures, tags)
                 with self._summary_lock:
@@ -404,20 +405,22 @@ class CampaignRun:
             self.summary.add(result)
         return result
 
-    def _hand_over(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
-        """Mark the batch ``sending`` and send it. A sender process gets the batch ahead
-        (``stage``: it prepares the requests while the batch before is on the wire); it
-        goes only once marked."""
+    def _hand_over(
+        self, messages: Sequence[OutgoingMessage], codes: Sequence[dict[str, Any]]
+    ) -> list[SendResult]:
+        """Mark the batch ``sending`` (storing its new promo codes in the same commit) and
+        send it. A sender process gets the batch ahead (``stage``: it prepares the requests
+        while the batch before is on the wire); it goes only once marked."""
         assert self.ledger is not None
         ids = [m.message_id for m in messages]
         if not isinstance(self.sender, SenderProcess):
             with self._handover:
-                self.ledger.mark_sending(ids)
+                self.ledger.mark_sending(ids, codes)
                 return self.sender.send_batch(messages)
         token: int | None = self.sender.stage(messages)
         try:
             with self._handover:
-                self.ledger.mark_sending(ids)
+                self.ledger.mark_sending(ids, codes)
                 staged, token = token, None  # the sender's from here on
                 return self.sender.send_batch(messages, staged=staged)
         finally:
@@ -504,13 +507,15 @@ class CampaignRun:
 
     def render_batch(
         self, batch: Sequence[Claim]
-    ) -> tuple[list[OutgoingMessage], list[Outcome], dict[int, tuple[str, str]]]:
-        """Messages for the batch (each variant with its template), render failures, and
-        each message's (locale, variant)."""
+    ) -> tuple[
+        list[OutgoingMessage], list[Outcome], dict[int, tuple[str, str]], list[dict[str, Any]]
+    ]:
+        """Messages for the batch (each variant with its template), render failures, each
+        message's (locale, variant), and the promo codes drawn for it (to store)."""
         cfg = self.project.config
         self._tables_built()
         self._load_rows(batch)
-        promos = self._promos(batch)
+        promos, fresh = self._promos(batch)
         groups: dict[str | None, list[Claim]] = {}
         for claim in batch:
             groups.setdefault(self._variants.get(claim.customer_id), []).append(claim)
@@ -552,7 +557,7 @@ class CampaignRun:
                         layout=f"{item.email.template}/{item.locale}",
                     )
                 )
-        return messages, failures, tags
+        return messages, failures, tags, fresh
 
     def write_samples(self, claims: Sequence[Claim]) -> dict[str, str]:
         """Render the first message of each variant into ``.clvflow/samples/`` (linked from
@@ -589,17 +594,20 @@ class CampaignRun:
         row = promo_row(spec, self.campaign.name, "sample", claim.customer_id, currency, self.as_of)
         return {claim.customer_id: {**row, "code": f"{spec.prefix}-SAMPLE"}}
 
-    def _promos(self, batch: Sequence[Claim]) -> dict[str, dict[str, Any]]:
-        """A fresh code per claimed message (kept in the ledger), or the one already issued."""
+    def _promos(
+        self, batch: Sequence[Claim]
+    ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+        """Customer → their code: the one already issued, or a fresh one; and the fresh
+        ones, which the ledger stores as the batch is marked ``sending``."""
         spec = self.spec.promo
         if spec is None or not batch:
-            return {}
+            return {}, []
         assert self.ledger is not None
         currency = self.project.config.shop.currency
         if self.dry_run:
             pairs = [(c.occurrence, c.customer_id) for c in batch]
             rows = promo_rows(spec, self.campaign.name, pairs, currency, self.as_of)
-            return {str(r["customer_id"]): r for r in rows}
+            return {str(r["customer_id"]): r for r in rows}, []
         existing: dict[str, dict[str, Any]] = {}
         for occ in {c.occurrence for c in batch}:
             ids = [c.customer_id for c in batch if c.occurrence == occ]
@@ -611,9 +619,8 @@ class CampaignRun:
             currency,
             self.as_of,
         )
-        self.ledger.add_promo_codes(fresh)
         existing.update({str(r["customer_id"]): r for r in fresh})
-        return existing
+        return existing, fresh
 
     def finish(self, status: str = "finished") -> RunSummary:
         if not self.dry_run and self.ledger is not None:

@@ -99,7 +99,7 @@ class Ledger:
         try:
             self.engine: Engine = create_engine(
                 url,
-                pool_pre_ping=True,
+                pool_pre_ping=not sqlite_db,  # a database server may drop connections
                 # several processes may share one SQLite file: wait for the write lock
                 connect_args={"timeout": 60} if sqlite_db else {},
             )
@@ -213,16 +213,21 @@ class Ledger:
             return f"{key} IN (SELECT value FROM json_each(?))", orjson.dumps(list(keys)).decode()
         return f"{key} = ANY(%s)", list(keys)
 
-    def _set_status(self, ids: Sequence[int], old: str, new: str) -> None:
-        """Messages ``ids`` that are ``old`` become ``new``, in one statement."""
-        if not ids:
+    def _set_status(
+        self, ids: Sequence[int], old: str, new: str, codes: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        """Messages ``ids`` that are ``old`` become ``new``, in one statement; ``codes``
+        (promo code rows) are stored in the same transaction."""
+        if not ids and not codes:
             return
-        test, packed = self._among("id", ids)
         with self.engine.begin() as con:
-            con.exec_driver_sql(
-                f"UPDATE messages SET status = '{new}' WHERE status = '{old}' AND {test}",
-                (packed,),
-            )
+            if ids:
+                test, packed = self._among("id", ids)
+                con.exec_driver_sql(
+                    f"UPDATE messages SET status = '{new}' WHERE status = '{old}' AND {test}",
+                    (packed,),
+                )
+            self._insert_codes(con, codes)
 
     def suppress(
         self,
@@ -436,9 +441,11 @@ class Ledger:
                     ],
                 )
 
-    def mark_sending(self, ids: Sequence[int]) -> None:
-        """These claimed messages are about to be handed to the sender."""
-        self._set_status(ids, "claimed", "sending")
+    def mark_sending(self, ids: Sequence[int], codes: Sequence[dict[str, Any]] = ()) -> None:
+        """These claimed messages are about to be handed to the sender; ``codes``, the promo
+        codes they carry (rows as for :meth:`add_promo_codes`), are stored with the mark:
+        one commit, and no code leaves before it is in the ledger."""
+        self._set_status(ids, "claimed", "sending", codes)
 
     def revert_sending(self, ids: Sequence[int]) -> None:
         """Messages marked ``sending`` that the sender never touched go back to ``claimed``."""
@@ -495,7 +502,12 @@ class Ledger:
     # -- promo codes --------------------------------------------------------------------
     def add_promo_codes(self, rows: Sequence[dict[str, Any]]) -> None:
         """Store issued codes (code, campaign, occurrence, customer_id, discount_percent,
-        min_order, currency, expires_at); one executemany at the driver."""
+        min_order, currency, expires_at), in one statement per chunk of rows."""
+        if rows:
+            with self.engine.begin() as con:
+                self._insert_codes(con, rows)
+
+    def _insert_codes(self, con: Any, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
         unknown = {k for row in rows for k in row} - set(_PROMO_COLUMNS)
@@ -515,11 +527,10 @@ class Ledger:
             for c in _PROMO_COLUMNS
         ]  # column by column, as a claim
         params = list(zip(*columns, strict=True))
-        with self.engine.begin() as con:
-            for values, flat in _values(params, self._mark):
-                con.exec_driver_sql(
-                    f"INSERT INTO promo_codes ({', '.join(_PROMO_COLUMNS)}) VALUES {values}", flat
-                )
+        for values, flat in _values(params, self._mark):
+            con.exec_driver_sql(
+                f"INSERT INTO promo_codes ({', '.join(_PROMO_COLUMNS)}) VALUES {values}", flat
+            )
 
     def promo_codes_for(
         self, campaign: str, occurrence: str, customer_ids: Sequence[str]
