@@ -631,7 +631,7 @@ class CampaignRun:
 def _values(frame: pd.DataFrame, column: str) -> list[Any]:
     """A column as a list (one conversion: iterating an Arrow-backed column costs a Python
     call per value)."""
-    return list(frame[column].tolist())
+    return frame[column].tolist()
 
 
 def _safe(name: str) -> str:

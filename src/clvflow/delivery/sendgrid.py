@@ -122,10 +122,7 @@ class SendGridSender:
         """The batch's requests, grouped and with their bodies built, for
         ``send_batch(messages, prepared)``; nothing is sent. (Safe beside a batch being
         sent: the sending process prepares batch k + 1 while batch k is on the wire.)"""
-        attempts = [
-            _Attempt(r.indices, r) if isinstance(r, Group) else _Attempt([r])
-            for r in batch_requests(messages, self.per_request, self._marker)
-        ]
+        attempts = list(self._attempts(messages))
         for attempt in attempts:
             with contextlib.suppress(_PayloadError):  # raised again as it starts: handled there
                 self._body(attempt, messages)
@@ -151,6 +148,11 @@ class SendGridSender:
                 raise SendAbortedError(abort.message, results, hint=abort.hint)
             return results
 
+    def _attempts(self, messages: Sequence[OutgoingMessage]) -> Iterator[_Attempt]:
+        """The batch's requests, lazily: a group's, or one message's."""
+        for r in batch_requests(messages, self.per_request, self._marker):
+            yield _Attempt(r.indices, r) if isinstance(r, Group) else _Attempt([r])
+
     def _send_all(
         self,
         messages: Sequence[OutgoingMessage],
@@ -160,15 +162,8 @@ class SendGridSender:
         """The batch's event loop: start requests on free connections, read the replies,
         retry after a wait (timers in ``waiting``); returns the refusal that stopped it."""
         connections = self._connections
-        fresh: Iterator[_Attempt] = (
-            iter(prepared)
-            if prepared is not None
-            else (
-                # found as they are needed: the first is on the wire while the next forms
-                _Attempt(r.indices, r) if isinstance(r, Group) else _Attempt([r])
-                for r in batch_requests(messages, self.per_request, self._marker)
-            )
-        )
+        # unprepared, found as they are needed: the first is on the wire while the next forms
+        fresh = iter(prepared) if prepared is not None else self._attempts(messages)
         ready: deque[_Attempt] = deque()
         waiting: list[tuple[float, int, _Attempt]] = []  # (due, order, attempt): a heap
         abort: SendAbortedError | None = None

@@ -38,7 +38,6 @@ _PROMO_COLUMNS = (
     "code", "campaign", "occurrence", "customer_id", "discount_percent", "min_order",
     "currency", "expires_at", "created_at",
 )  # fmt: skip
-READ_CHUNK = 5000  # keys per IN (...) when reading: SQLite allows 32,766 variables
 # Writes of many rows are one statement per chunk (a multi-row VALUES), not an executemany:
 # the driver lets go of the GIL for every row it steps, and with another thread busy (the
 # renderer, the lookup tables) each row then waits for the GIL to come back; a claim of
@@ -109,6 +108,17 @@ class Ledger:
             self._time_processor = DateTime().bind_processor(dialect)
             # how SQLAlchemy binds a time it compares with (SQLite: text, PostgreSQL: as is)
             self._compared_time = DateTime().dialect_impl(dialect).bind_processor(dialect)
+            # promo_codes' columns and how each is read (SQLite hands times back as text;
+            # PostgreSQL's driver types them itself)
+            self._promo_columns = (
+                [c.name for c in promo_codes.columns],
+                [
+                    c.type.dialect_impl(dialect).result_processor(dialect, None)
+                    if sqlite_db
+                    else None
+                    for c in promo_codes.columns
+                ],
+            )
             self._create_schema()
         except SQLAlchemyError as exc:
             raise LedgerError(
@@ -182,7 +192,7 @@ class Ledger:
     # -- what stops a message -----------------------------------------------------------
     def suppressed(self, emails: Sequence[str]) -> dict[str, str]:
         """Lower-cased address → suppression reason, for the given addresses."""
-        lowered = sorted({e.lower() for e in emails if e})
+        lowered = list({e.lower() for e in emails if e})
         with self.engine.connect() as con:
             rows = self._keyed(
                 con, ("email", "reason"), "FROM suppressions WHERE", "email", lowered
@@ -259,7 +269,7 @@ class Ledger:
     ) -> dict[tuple[str, str], str]:
         """(occurrence, customer) → status of rows already in the ledger for ``campaign``."""
         wanted = set(keys)
-        customers = sorted({c for _, c in wanted})
+        customers = list({c for _, c in wanted})
         with self.engine.connect() as con:
             rows = self._keyed(
                 con,
@@ -514,14 +524,12 @@ class Ledger:
         if unknown:
             raise ValueError(f"unknown promo code fields: {sorted(unknown)}")
         now = self._time(utcnow())
-        times: dict[Any, Any] = {}  # a batch's codes share their expiry: converted once
+        # a batch's codes share their expiry: each distinct one converted once
+        expiry = {e: self._time(e) for e in {r["expires_at"] for r in rows}}
         columns = [
             repeat(now, len(rows))
             if c == "created_at"
-            else [
-                times[r[c]] if r[c] in times else times.setdefault(r[c], self._time(r[c]))
-                for r in rows
-            ]
+            else [expiry[r[c]] for r in rows]
             if c == "expires_at"
             else [r.get(c) for r in rows]
             for c in _PROMO_COLUMNS
@@ -537,14 +545,7 @@ class Ledger:
     ) -> dict[str, dict[str, Any]]:
         """Customer → the code already issued to them for (campaign, occurrence): every
         column, typed as SQLAlchemy reads it."""
-        names = [c.name for c in promo_codes.columns]
-        dialect = self.engine.dialect
-        typed = [  # SQLite hands times back as text; PostgreSQL's driver types them itself
-            c.type.dialect_impl(dialect).result_processor(dialect, None)
-            if dialect.name == "sqlite"
-            else None
-            for c in promo_codes.columns
-        ]
+        names, typed = self._promo_columns
         mark = self._mark
         with self.engine.connect() as con:
             rows = self._keyed(

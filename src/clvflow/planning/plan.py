@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, reduce
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -77,23 +77,17 @@ def valid_addresses(addresses: Sequence[str]) -> list[bool]:
         column = pa.array(addresses, type=pa.string())
     except (pa.ArrowException, UnicodeEncodeError):  # e.g. a lone surrogate: one by one
         return [bool(address) and address_is_valid(address) for address in addresses]
-    at = pc.find_substring(column, "@")
+    at = pc.find_substring(column, "@")  # the local part's length (the shape has one @)
     length = pc.utf8_length(column)
-    common = pc.and_kleene(
-        pc.and_kleene(
-            pc.match_substring_regex(column, _COMMON_SHAPE),
-            pc.less_equal(length, 254),
-        ),
-        pc.and_kleene(
-            pc.and_kleene(pc.less_equal(at, 64), pc.less_equal(pc.subtract(length, at), 254)),
-            pc.invert(
-                pc.or_kleene(
-                    pc.match_substring_regex(column, _LONG_LABEL),
-                    pc.match_substring_regex(column, _SPECIAL_END),
-                )
-            ),
-        ),
-    ).to_pylist()
+    tests = [
+        pc.match_substring_regex(column, _COMMON_SHAPE),
+        pc.less_equal(length, 254),
+        pc.less_equal(at, 64),
+        pc.less_equal(pc.subtract(length, at), 254),  # the domain: at most 253
+        pc.invert(pc.match_substring_regex(column, _LONG_LABEL)),
+        pc.invert(pc.match_substring_regex(column, _SPECIAL_END)),
+    ]
+    common = reduce(pc.and_, tests).to_pylist()
     return [
         fast or (bool(address) and address_is_valid(address))
         for fast, address in zip(common, addresses, strict=True)
@@ -183,10 +177,11 @@ def plan_run(
             frame["accepts_marketing"].map(lambda v: v is False or v == "false"),
             "no_marketing_consent",
         )
-    valid = pd.Series(valid_addresses(frame["email"].tolist()), index=frame.index, dtype=bool)
+    emails = frame["email"].tolist()
+    valid = pd.Series(valid_addresses(emails), index=frame.index, dtype=bool)
     mark(~valid, "invalid_address")
 
-    suppressed = ledger.suppressed(frame["email"].tolist())
+    suppressed = ledger.suppressed(emails)
     if suppressed:
         kinds = frame["email"].str.lower().map(suppressed)
         for raw, why in SUPPRESSION_REASONS.items():
