@@ -36,14 +36,15 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _wait(check: Any, timeout: float, what: str) -> Any:
+def _wait(check: Any, timeout: float, what: str, context: Any = None) -> Any:
+    """``check()`` until it is truthy; on a timeout, the failure shows ``context()``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
         time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}" + (f"\n{context()}" if context else ""))
 
 
 def _healthy(url: str) -> bool:
@@ -92,6 +93,28 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
+def _assert_stops_cleanly(serve: subprocess.Popen[bytes], log_path: Path) -> None:
+    """SIGTERM stops serving cleanly: the deployments paused, no traceback, exit code 0."""
+    _stop(serve)
+    assert serve.returncode == 0
+    text = log_path.read_text(errors="replace")
+    assert "All deployments have been paused" in text
+    assert "Traceback" not in text, text[-3000:]
+
+
+def _ledger_messages(project: Path) -> list[tuple[Any, ...]]:
+    """(occurrence, customer, status) of every message in the project's ledger."""
+    ledger = Ledger(Project.load(project).ledger_url)
+    try:
+        with ledger.engine.connect() as con:
+            rows = con.execute(
+                select(messages.c.occurrence, messages.c.customer_id, messages.c.status)
+            ).all()
+    finally:
+        ledger.close()
+    return [tuple(r) for r in rows]
+
+
 def _flow_runs(api: str, deployment_id: str) -> list[dict[str, Any]]:
     reply = httpx.post(
         f"{api}/flow_runs/filter",
@@ -136,11 +159,14 @@ def test_order_webhook_triggers_one_thank_you_email(
     web = f"http://127.0.0.1:{web_port}"
     try:
         _wait(lambda: _healthy(f"{web}/healthz"), 90, "the web app")
-        deployment = _wait(
-            lambda: _deployment(api, "order placed", "thank-you"), 90, "the served deployment"
-        )
+        # the web app opens only once the deployment and its trigger are registered: an
+        # order event before the trigger exists would start nothing
+        deployment = _deployment(api, "order placed", "thank-you")
+        assert deployment is not None
         assert deployment["parameters"]["campaign"] == "thank-you"
-        _wait(lambda: b"serving 1 deployment" in log_path.read_bytes(), 30, "serve to start")
+        triggers = _automations(api, deployment["id"])
+        assert [a["trigger"]["expect"] for a in triggers] == [["shop.order.placed"]]
+        assert b"serving 1 deployment" in log_path.read_bytes()
 
         body = {
             "order": {
@@ -167,7 +193,14 @@ def test_order_webhook_triggers_one_thank_you_email(
             assert not failed, (failed, log_path.read_text(errors="replace")[-3000:])
             return done if len(done) >= count else None
 
-        first = _wait(lambda: completed(1), 120, "the thank-you flow run")
+        def state() -> str:
+            runs = [
+                (r["name"], r["state_type"], r["state_name"])
+                for r in _flow_runs(api, deployment["id"])
+            ]
+            return f"flow runs: {runs}\nserve log:\n{log_path.read_text(errors='replace')[-4000:]}"
+
+        first = _wait(lambda: completed(1), 120, "the thank-you flow run", state)
         run = first[0]
         assert run["name"] == "thank-you · order WEB-1001"
         assert run["parameters"]["order"]["order"]["order_id"] == "WEB-1001"
@@ -180,22 +213,25 @@ def test_order_webhook_triggers_one_thank_you_email(
 
         # the shop retries the webhook: a second event, a second flow run, no second email
         assert _post_order(web, body).status_code == 202
-        both = _wait(lambda: completed(2), 120, "the second flow run")
+        both = _wait(lambda: completed(2), 120, "the second flow run", state)
         assert len(both) == 2
         assert [p.name for p in outbox.glob("*.eml")] == ["C-WEB-1.eml"]
         assert len(list((demo_project / "outbox" / "thank-you").rglob("*.eml"))) == 1
-        ledger = Ledger(Project.load(demo_project).ledger_url)
-        try:
-            with ledger.engine.connect() as con:
-                rows = con.execute(
-                    select(messages.c.occurrence, messages.c.customer_id, messages.c.status)
-                ).all()
-        finally:
-            ledger.close()
-        assert [tuple(r) for r in rows] == [("WEB-1001", "C-WEB-1", "sent")]
+        assert _ledger_messages(demo_project) == [("WEB-1001", "C-WEB-1", "sent")]
+        _assert_stops_cleanly(serve, log_path)
     finally:
         _stop(serve)
         log.close()
+
+
+def _automations(api: str, deployment_id: str) -> list[dict[str, Any]]:
+    reply = httpx.get(
+        f"{api}/automations/related-to/prefect.deployment.{deployment_id}",
+        timeout=10,
+        trust_env=False,
+    )
+    reply.raise_for_status()
+    return list(reply.json())
 
 
 def _deployment(api: str, flow: str, name: str) -> dict[str, Any] | None:

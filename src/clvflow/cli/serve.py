@@ -57,22 +57,25 @@ def serve(
     server = connect_or_start(host, port, loaded.state_dir)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
-        from clvflow.orchestration.serve import build_deployments, serve_project
+        from clvflow.orchestration.serve import register_deployments, run_until_stopped
 
-        names = [d.name for d in build_deployments(loaded, only)]
+        # flow runs start in the project folder, and their entrypoints are paths from it
+        os.chdir(loaded.root)
+        # the deployments and their triggers first: the web app turns orders into events,
+        # and an event that comes before its trigger exists starts nothing
+        runner, names = register_deployments(loaded, only, limit)
         how = "started here" if server.started_here else "already running"
         out.print(f"Prefect UI: {server.ui_url}  (API {server.api_url}, {how})")
+        out.print(f"serving {len(names)} deployment(s): {', '.join(names)}", highlight=False)
         if web:
             _start_web(loaded, web_host, web_port)
             out.print(
                 f"web app: http://{web_host}:{web_port}  "
                 "(POST /webhooks/orders, POST /webhooks/sendgrid, /unsubscribe/…)"
             )
-        out.print(f"serving {len(names)} deployment(s): {', '.join(names)}", highlight=False)
         out.print(f"emit an order: export PREFECT_API_URL={server.api_url}; "
                   "clvflow emit order-placed --customer ID --order ID")  # fmt: skip
-        os.chdir(loaded.root)
-        serve_project(loaded, only, limit)
+        run_until_stopped(runner)
     finally:
         server.stop()
     return 0

@@ -7,12 +7,16 @@ prefect.yaml; flows that take a ``project`` parameter get this project's folder.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 from pathlib import Path
 from typing import Any
 
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 from prefect.flows import Flow, load_flow_from_entrypoint
+from prefect.runner import Runner
 from prefect.schedules import Cron, Schedule
 
 from clvflow.campaigns.catalog import load_campaigns
@@ -94,11 +98,30 @@ def build_deployments(project: Project, only: list[str] | None = None) -> list[R
     return out
 
 
-def serve_project(
-    project: Project, only: list[str] | None = None, limit: int | None = None
-) -> None:
-    """Serve the deployments until interrupted (blocks)."""
-    from prefect import serve
+class _Runner(Runner):
+    """Prefect's runner, stopped by SIGTERM as by Ctrl-C: the event loop's tasks are
+    cancelled and the runner leaves its context (its deployments paused), instead of
+    Prefect's handler, which exits from inside the loop and leaves its shutdown undone."""
 
+    def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+        self._logger.info("SIGTERM received, shutting down")
+        signal.raise_signal(signal.SIGINT)
+
+
+def register_deployments(
+    project: Project, only: list[str] | None = None, limit: int | None = None
+) -> tuple[Runner, list[str]]:
+    """A runner with the deployments registered: each deployment and the automations of its
+    triggers exist on the Prefect server when this returns, so an event emitted from now on
+    starts its flow. Returns the runner and the deployments' names."""
     deployments = build_deployments(project, only)
-    serve(*deployments, limit=limit, print_starting_message=False)
+    runner = _Runner(pause_on_shutdown=True, limit=limit)
+    for deployment in deployments:
+        runner.add_deployment(deployment)
+    return runner, [d.name for d in deployments]
+
+
+def run_until_stopped(runner: Runner) -> None:
+    """Run the registered deployments' flow runs until Ctrl-C or SIGTERM (blocks)."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(runner.start())
