@@ -30,6 +30,7 @@ NAMES = [
     "wedding_day_of",
     "wedding_thank_you_cards",
     "points_expiry",
+    "feedback_request",
 ]
 WEDDING = [n for n in NAMES if n.startswith("wedding_")]
 LOCALES = ["en", "hu", "ru"]
@@ -173,16 +174,19 @@ DATES = {
         "wedding": "September 12, 2026",
         "promo": "February 14, 2026",
         "points": "February 28, 2026",
+        "order": "January 14, 2026",
     },
     "hu": {
         "wedding": "2026. szeptember 12.",
         "promo": "2026. február 14.",
         "points": "2026. február 28.",
+        "order": "2026. január 14.",
     },
     "ru": {
         "wedding": "12 сентября 2026 г.",
         "promo": "14 февраля 2026 г.",
         "points": "28 февраля 2026 г.",
+        "order": "14 января 2026 г.",
     },
 }
 
@@ -396,6 +400,39 @@ def test_points_expiry_shows_the_balance_and_the_expiry_date(
     html = plain(email.html)
     assert {"en": "1,250", "hu": "1 250", "ru": "1 250"}[locale] in html
     assert DATES[locale]["points"] in html
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_feedback_request_links_a_review_for_every_item_and_sells_nothing(
+    library: TemplateLibrary, locale: str
+) -> None:
+    email = render(library, "feedback_request", make_context(locale))
+    html = plain(email.html)
+    label = {"en": "Write a review", "hu": "Értékelés írása", "ru": "Написать отзыв"}[locale]
+    # each item with its own review link; an item without a page links to the shop
+    links = re.findall(r'<li[^>]*>([^<:]+): <a [^>]*href="([^"]+)"[^>]*>' + label, html)
+    assert links == [
+        ("Gold Foil Invitation Suite", "https://shop.example/p/gold-foil-invitation-suite"),
+        ("Botanical Menu Cards", SHOP["url"]),
+    ]
+    assert "O-20931" in html and "O-20931" in (email.preheader or "")
+    assert DATES[locale]["order"] in html
+    # a request for an opinion: no products pushed, no prices, no discount
+    assert "Gold Foil Place Cards" not in html and 'class="products"' not in html
+    assert MONEY[locale]["unit"] not in html and "%" not in email.subject
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_feedback_request_without_an_order_asks_for_a_review_of_the_shop(
+    library: TemplateLibrary, locale: str
+) -> None:
+    context = make_context(locale)
+    context["order"] = None
+    email = render(library, "feedback_request", context)
+    label = {"en": "Write a review", "hu": "Értékelés írása", "ru": "Написать отзыв"}[locale]
+    button = re.search(r'<a [^>]*class="button" href="([^"]+)">(.*?)</a>', email.html)
+    assert button and button.group(1) == SHOP["url"] and label in button.group(2)
+    assert "<li" not in email.html
 
 
 @pytest.mark.parametrize("locale", LOCALES)
