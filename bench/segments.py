@@ -333,6 +333,14 @@ def lapsed(shop: Shop) -> pd.Series:
     return (cf["orders_count"] >= 2) & (cf["last_order_at"] < cutoff) & ~top_spenders(shop)
 
 
+def feedback_due(shop: Shop) -> pd.Series:
+    import pandas as pd
+
+    last = shop.cf["last_order_at"]
+    low, high = shop.as_of - pd.Timedelta(days=17), shop.as_of - pd.Timedelta(days=10)
+    return (last >= low) & (last < high)
+
+
 def new_buyers(shop: Shop) -> pd.Series:
     import pandas as pd
 
@@ -389,6 +397,7 @@ def wedding_thank_you_cards(shop: Shop) -> pd.Series:
 
 
 BASELINE: dict[str, Callable[[Shop], pd.Series]] = {
+    "feedback_due": feedback_due,
     "lapsed": lapsed,
     "new_buyers": new_buyers,
     "points_expiry": points_expiry,

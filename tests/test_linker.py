@@ -386,4 +386,4 @@ def test_which_templates_read_the_order_lines(source: str, reads: bool) -> None:
 def test_the_shipped_templates_that_read_order_lines(tmp_path: Path) -> None:
     context = make_context("en")
     reading = {n for n in NAMES if _linked(SHIPPED.get(n, "en"), context).reads_items}
-    assert reading == {"thank_you"}
+    assert reading == {"thank_you", "feedback_request"}
