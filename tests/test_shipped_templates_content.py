@@ -402,13 +402,16 @@ def test_points_expiry_shows_the_balance_and_the_expiry_date(
     assert DATES[locale]["points"] in html
 
 
+REVIEW = {"en": "Write a review", "hu": "Értékelés írása", "ru": "Написать отзыв"}
+
+
 @pytest.mark.parametrize("locale", LOCALES)
 def test_feedback_request_links_a_review_for_every_item_and_sells_nothing(
     library: TemplateLibrary, locale: str
 ) -> None:
     email = render(library, "feedback_request", make_context(locale))
     html = plain(email.html)
-    label = {"en": "Write a review", "hu": "Értékelés írása", "ru": "Написать отзыв"}[locale]
+    label = REVIEW[locale]
     # each item with its own review link; an item without a page links to the shop
     links = re.findall(r'<li[^>]*>([^<:]+): <a [^>]*href="([^"]+)"[^>]*>' + label, html)
     assert links == [
@@ -429,7 +432,7 @@ def test_feedback_request_without_an_order_asks_for_a_review_of_the_shop(
     context = make_context(locale)
     context["order"] = None
     email = render(library, "feedback_request", context)
-    label = {"en": "Write a review", "hu": "Értékelés írása", "ru": "Написать отзыв"}[locale]
+    label = REVIEW[locale]
     button = re.search(r'<a [^>]*class="button" href="([^"]+)">(.*?)</a>', email.html)
     assert button and button.group(1) == SHOP["url"] and label in button.group(2)
     assert "<li" not in email.html
