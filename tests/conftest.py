@@ -17,7 +17,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    import email.message
+
+    from sqlalchemy import Engine, Executable
+
+    from clvflow.project.layout import Project
 
 # Prefect reads its settings at import: point it at a throwaway home before any test does.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="clvflow-prefect-")
@@ -64,6 +68,31 @@ def write_files(root: Path, files: dict[str, str]) -> None:
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+
+
+def ledger_rows(project: Project, statement: Executable) -> list[tuple[Any, ...]]:
+    """The rows ``statement`` reads from the project's ledger, as tuples."""
+    from clvflow.ledger.store import Ledger
+
+    ledger = Ledger(project.ledger_url)
+    try:
+        with ledger.engine.connect() as con:
+            return [tuple(row) for row in con.execute(statement)]
+    finally:
+        ledger.close()
+
+
+def outbox_email(
+    project: Project, campaign: str, occurrence: str, customer: str
+) -> email.message.EmailMessage:
+    """The message the outbox backend wrote for one customer of one campaign occurrence."""
+    import email
+    from email import policy
+
+    path = project.outbox_dir / campaign / occurrence / f"{customer}.eml"
+    parsed = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+    assert isinstance(parsed, email.message.EmailMessage)
+    return parsed
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ asked when, one request per order, and a later order asked about again."""
 from __future__ import annotations
 
 import datetime as dt
-import email
 import shutil
-from email import policy
 
 import pytest
 import yaml
@@ -16,9 +14,8 @@ from sqlalchemy import select
 from clvflow.campaigns.catalog import load_campaigns
 from clvflow.campaigns.runner import run_campaign
 from clvflow.ledger.schema import messages
-from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project
-from tests.conftest import ROOT, ProjectFactory
+from tests.conftest import ROOT, ProjectFactory, ledger_rows, outbox_email
 
 CAMPAIGN = "feedback-request"
 
@@ -47,24 +44,12 @@ def _run(project: Project, when: str):  # type: ignore[no-untyped-def]
 
 
 def _sent(project: Project) -> list[tuple[str, str]]:
-    ledger = Ledger(project.ledger_url)
-    try:
-        with ledger.engine.connect() as con:
-            rows = con.execute(
-                select(messages.c.customer_id, messages.c.occurrence)
-                .where(messages.c.status == "sent")
-                .order_by(messages.c.id)
-            ).all()
-    finally:
-        ledger.close()
-    return [(str(r.customer_id), str(r.occurrence)) for r in rows]
-
-
-def _email(project: Project, customer: str, order: str) -> email.message.EmailMessage:
-    path = project.root / "outbox" / CAMPAIGN / order / f"{customer}.eml"
-    parsed = email.message_from_bytes(path.read_bytes(), policy=policy.default)
-    assert isinstance(parsed, email.message.EmailMessage)
-    return parsed
+    return ledger_rows(
+        project,
+        select(messages.c.customer_id, messages.c.occurrence)
+        .where(messages.c.status == "sent")
+        .order_by(messages.c.id),
+    )
 
 
 def test_asks_about_an_order_placed_10_to_17_days_ago_once(project: Project) -> None:
@@ -72,7 +57,7 @@ def test_asks_about_an_order_placed_10_to_17_days_ago_once(project: Project) -> 
     first = _run(project, "2026-12-01T12:00")
     assert (first.members, first.sent) == (1, 1)
     assert _sent(project) == [("C1", "O2")]
-    message = _email(project, "C1", "O2")
+    message = outbox_email(project, CAMPAIGN, "O2", "C1")
     html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert "Letterpress Thank-You Cards" in html
     assert 'href="https://shop.example/p/letterpress-thank-you"' in html
@@ -90,7 +75,7 @@ def test_a_later_order_gets_its_own_request(project: Project) -> None:
     for day in ("2026-06-12T12:00", "2026-06-14T12:00", "2026-07-12T12:00", "2026-08-12T12:00"):
         _run(project, day)
     assert _sent(project) == [("C2", "O3"), ("C2", "O4"), ("C2", "O5")]
-    hungarian = _email(project, "C2", "O4")
+    hungarian = outbox_email(project, CAMPAIGN, "O4", "C2")
     assert "Béla" in str(hungarian["Subject"]) and "rendelésed" in str(hungarian["Subject"])
 
 

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from email import policy
 from typing import Any
 
 import httpx
@@ -30,7 +29,7 @@ from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project
 from clvflow.web.app import create_app
 from clvflow.web.orders import SIGNATURE_HEADER, sign
-from tests.conftest import AS_OF, ProjectFactory
+from tests.conftest import AS_OF, ProjectFactory, outbox_email
 
 TEMPLATE = """\
 ---
@@ -87,8 +86,7 @@ def _rows(project: Project, table):  # type: ignore[no-untyped-def]
 
 
 def _eml(project: Project, order_id: str, cid: str) -> email.message.EmailMessage:
-    path = project.outbox_dir / "thank-you" / order_id / f"{cid}.eml"
-    return email.message_from_bytes(path.read_bytes(), policy=policy.default)  # type: ignore[return-value]
+    return outbox_email(project, "thank-you", order_id, cid)
 
 
 def test_known_order_from_the_shops_data_once(project: Project) -> None:

@@ -22,9 +22,9 @@ import pytest
 from sqlalchemy import select
 
 from clvflow.ledger.schema import messages
-from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project
 from clvflow.web.orders import SIGNATURE_HEADER, sign
+from tests.conftest import ledger_rows
 
 SECRET = "integration-order-secret"
 BIN = Path(sys.executable).parent
@@ -110,19 +110,6 @@ def _assert_stops_cleanly(serve: subprocess.Popen[bytes], log_path: Path) -> Non
     text = log_path.read_text(errors="replace")
     assert "All deployments have been paused" in text
     assert "Traceback" not in text, text[-3000:]
-
-
-def _ledger_messages(project: Path) -> list[tuple[Any, ...]]:
-    """(occurrence, customer, status) of every message in the project's ledger."""
-    ledger = Ledger(Project.load(project).ledger_url)
-    try:
-        with ledger.engine.connect() as con:
-            rows = con.execute(
-                select(messages.c.occurrence, messages.c.customer_id, messages.c.status)
-            ).all()
-    finally:
-        ledger.close()
-    return [tuple(r) for r in rows]
 
 
 def _flow_runs(api: str, deployment_id: str) -> list[dict[str, Any]]:
@@ -227,7 +214,11 @@ def test_order_webhook_triggers_one_thank_you_email(
         assert len(both) == 2
         assert [p.name for p in outbox.glob("*.eml")] == ["C-WEB-1.eml"]
         assert len(list((demo_project / "outbox" / "thank-you").rglob("*.eml"))) == 1
-        assert _ledger_messages(demo_project) == [("WEB-1001", "C-WEB-1", "sent")]
+        rows = ledger_rows(
+            Project.load(demo_project),
+            select(messages.c.occurrence, messages.c.customer_id, messages.c.status),
+        )
+        assert rows == [("WEB-1001", "C-WEB-1", "sent")]
         _assert_stops_cleanly(serve, log_path)
     finally:
         _stop(serve)
