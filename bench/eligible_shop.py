@@ -59,7 +59,7 @@ def generate(out: Path, recipients: int) -> None:
     import pyarrow.parquet as pq
 
     from clvflow.demo.shop import ShopSize, generate_shop
-    from clvflow.planning.plan import address_is_valid
+    from clvflow.planning.addresses import address_is_valid
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

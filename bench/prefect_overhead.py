@@ -76,7 +76,7 @@ def _peak_mb() -> float:
 def child(role: str, project_dir: Path, out: Path) -> None:
     started = time.perf_counter()
     from clvflow.campaigns.catalog import load_campaigns
-    from clvflow.campaigns.runner import run_campaign
+    from clvflow.campaigns.run import run_campaign
     from clvflow.project.layout import Project
 
     project = Project.load(project_dir)

@@ -157,11 +157,11 @@ def main() -> int:  # noqa: PLR0915 (one script: set up, measure, compare, repor
     print(f"load average at start: {loadavg()}  (pinned to core {core} of {len(cores)})")
     print(f"python {platform.python_version()}, {platform.machine()}")
 
-    from clvflow.campaigns.params import PromoSpec
     from clvflow.compliance.unsubscribe import list_unsubscribe_headers, make_token, unsubscribe_url
     from clvflow.data.sources import open_shop_data
     from clvflow.personalization.orders import latest_orders
     from clvflow.personalization.promo import promo_row
+    from clvflow.project.campaign_spec import PromoSpec
     from clvflow.project.layout import Project
     from clvflow.rendering.compare import html_differences, text_differences
     from clvflow.rendering.composer import Composer

@@ -1,14 +1,14 @@
 """Benchmark: a 100,000-recipient campaign end to end through SendGrid's API (the stand-in).
 
 Measured in one run, each side in its own child process, each against its own stand-in
-process on loopback HTTP (``python -m clvflow.delivery.standin``, which validates every
-request against SendGrid's schema and counts what it accepted per recipient):
+process on loopback HTTP (the stand-in of ``tests/fakes``, served by uvicorn, which validates
+every request against SendGrid's schema and counts what it accepted per recipient):
 
 - clvflow: ``run_campaign`` with the ``sendgrid`` backend, the real path: evaluate the
   segment, plan (suppressions, consent, address validation, ledger, frequency cap), claim in
   the SQLite ledger, then per batch render (the shipped ``win_back`` template, with a unique
-  promo code and recommendations), mark sending, send, record every outcome (the sender
-  in its own process, batch k + 1 rendering while batch k is sent);
+  promo code and recommendations), mark sending, send (grouped requests over a pool of
+  kept-alive connections), record every outcome;
 - a naive loop: the same segment members rendered by the same composer, then one
   ``SendGridAPIClient.send`` per message (the official client, a new connection per call),
   sequential, with no ledger at all (so it does less work than clvflow). It sends the first
@@ -52,9 +52,9 @@ from eligible_shop import AS_OF, build_project, ensure_shop
 KEY = "SG.bench-key"
 CAMPAIGN = "bench-win-back"
 
-DELIVER = "run.deliver_batch: the rest"
-TARGET_RATE = 2000.0  # messages per second, end to end
-TARGET_SPEEDUP = 5.0  # against the naive loop
+DELIVER = "send: mark sending, hand over"
+TARGET_RATE = 3000.0  # messages per second, end to end
+TARGET_SPEEDUP = 4.0  # against the naive loop
 
 PREFECT_YAML = f"""\
 deployments:
@@ -78,13 +78,14 @@ deployments:
 
 @contextmanager
 def standin(report: Path, latency: float = 0.0) -> Iterator[tuple[str, int]]:
-    """``python -m clvflow.delivery.standin`` on a free port; yields (url, pid). With
+    """The SendGrid stand-in (``tests/fakes``) on a free port; yields (url, pid). With
     ``latency``, every request waits that long before its reply (a remote API's round trip)."""
     delay = ["--rate-slow", "1", "--slow-delay", str(latency)] if latency > 0 else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "clvflow.delivery.standin", "--port", "0", "--key", KEY,
+        [sys.executable, "-m", "fakes.sendgrid_standin", "--port", "0", "--key", KEY,
          "--no-content", "--report", str(report), *delay],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "tests")},
     )  # fmt: skip
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
@@ -143,51 +144,57 @@ class StageClock:
 
 def timed_stages() -> StageClock:
     """Wrap the stages of a run (in this process) to time them."""
-    from clvflow.campaigns.runner import CampaignRun
+    from clvflow.campaigns import run as campaigns
     from clvflow.delivery.sendgrid import SendGridSender
     from clvflow.ledger.store import Ledger
+    from clvflow.pipeline import run as pipeline
     from clvflow.rendering.composer import Composer
 
     clock = StageClock()
+    clock.wrap(campaigns, "segment_members", "evaluate segment")
     for method, stage in (
-        ("evaluate", "evaluate segment"),
         ("plan", "plan (suppressions, consent, addresses, ledger, cap)"),
-        ("claim", "claim (ledger inserts)"),
-        ("render_batch", "render: promo codes, message assembly"),
-        ("prepare_batch", "run.prepare_batch: the rest"),
-        ("deliver_batch", DELIVER),
+        ("claim_plan", "claim (ledger inserts)"),
+        ("still_claimed", "a batch's ledger statuses"),
+        ("render", "render: rows, promo codes, message assembly"),
+        ("hand_over", DELIVER),
+        ("record", "record: outcomes"),
     ):
-        clock.wrap(CampaignRun, method, stage)
+        clock.wrap(pipeline, method, stage)
     clock.wrap(Composer, "compose", "render: composer (context, Jinja, CSS, text)")
-    clock.wrap(SendGridSender, "send_batch", "send: payloads + HTTP (threads)")
-    for method in ("mark_sending", "record", "renew_lease", "add_promo_codes", "promo_codes_for"):
+    clock.wrap(SendGridSender, "send_batch", "send: grouping, payloads, HTTP (threads)")
+    for method in ("mark_sending", "record", "renew_lease", "promo_codes_for"):
         clock.wrap(Ledger, method, "ledger: per-batch writes")
-    clock.wrap(CampaignRun, "_load_rows", "a batch's customer rows (a worker: from the data)")
-    clock.wrap(CampaignRun, "_tables_built", "waiting for the lookup tables")
     return clock
 
 
 _WORKER: dict[str, Any] = {}
 
 
-def worker_batch(job: tuple[str, str, str, list[Any]]) -> tuple[Any, dict[str, float], float]:
-    """In a pool process: send one claimed batch through ``CampaignRun(worker=True)``, the
-    way the flow's fan-out does (the run is opened once per process and kept)."""
-    from clvflow.campaigns.catalog import load_campaigns
-    from clvflow.campaigns.runner import CampaignRun
+def worker_batch(job: tuple[str, Any, list[Any]]) -> tuple[Any, dict[str, float], float]:
+    """In a pool process: send one claimed batch the way the flow's fan-out does (a
+    workspace and a sender opened once per process, the rows read from the data)."""
+    from contextlib import ExitStack
+
+    from clvflow.delivery.senders import open_sender
+    from clvflow.pipeline import run as pipeline
+    from clvflow.pipeline.render import stored_rows
+    from clvflow.pipeline.workspace import open_workspace
     from clvflow.project.layout import Project
 
-    project_dir, name, run_id, claims = job
-    if "run" not in _WORKER:
+    project_dir, run_job, claims = job
+    if "ws" not in _WORKER:
         _WORKER["clock"] = timed_stages()
         project = Project.load(project_dir)
-        campaign = load_campaigns(project.prefect_file)[name]
-        run = CampaignRun(project, campaign, as_of=AS_OF, run_id=run_id, worker=True)
-        _WORKER["run"] = run.__enter__()
+        stack = _WORKER["stack"] = ExitStack()
+        ws = _WORKER["ws"] = stack.enter_context(open_workspace(project, AS_OF))
+        _WORKER["sender"] = open_sender(project)
+        stack.callback(_WORKER["sender"].close)
+        _WORKER["rows"] = stored_rows(ws.data, run_job)
     clock: StageClock = _WORKER["clock"]
     before = dict(clock.totals)
     cpu = time.process_time()
-    result = _WORKER["run"].send_batch(claims)
+    result = pipeline.send_batch(_WORKER["ws"], run_job, claims, _WORKER["sender"], _WORKER["rows"])
     spent = {k: v - before.get(k, 0.0) for k, v in clock.totals.items()}
     return result, spent, time.process_time() - cpu
 
@@ -198,29 +205,37 @@ def fan_out(project: Any, campaign: Any, workers: int, clock: StageClock) -> tup
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    from clvflow.campaigns.runner import CampaignRun
+    from clvflow.campaigns.run import campaign_job, new_summary, segment_members
+    from clvflow.pipeline import run as pipeline
+    from clvflow.pipeline.claim import batches
+    from clvflow.pipeline.workspace import open_workspace
 
     worker_cpu = 0.0
-    with CampaignRun(project, campaign, as_of=AS_OF) as run:
-        claims = run.claim(run.plan())
-        jobs = [(str(project.root), campaign.name, run.run_id, b) for b in run.batches(claims)]
+    job = campaign_job(project, campaign, AS_OF)
+    summary = new_summary(job, campaign.spec.segment)
+    with open_workspace(project, AS_OF) as ws:
+        planned = pipeline.plan(ws, job, segment_members(ws, campaign.spec.segment, AS_OF))
+        summary.planned_as(planned)
+        claims = pipeline.claim_plan(ws, job, planned)
+        size = project.config.limits.batch_size
+        jobs = [(str(project.root), job, batch) for batch in batches(claims, size)]
         try:
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
                 for result, spent, cpu in pool.map(worker_batch, jobs):
-                    run.summary.add(result)
+                    summary.add(result)
                     worker_cpu += cpu
                     for stage, seconds in spent.items():
                         clock.totals[stage] = clock.totals.get(stage, 0.0) + seconds / workers
         except BaseException:
-            run.release_unsent(claims)
-            run.finish("failed")
+            pipeline.release_unsent(ws, job, claims, summary)
+            pipeline.finish(ws, job, summary, "failed")
             raise
-        return run.finish(), worker_cpu
+        return pipeline.finish(ws, job, summary), worker_cpu
 
 
 def child_clvflow(project_dir: Path, out: Path, profile: Path | None, workers: int) -> None:
     from clvflow.campaigns.catalog import load_campaigns
-    from clvflow.campaigns.runner import run_campaign
+    from clvflow.campaigns.run import run_campaign
     from clvflow.ledger.store import Ledger
     from clvflow.project.layout import Project
 
@@ -241,8 +256,6 @@ def child_clvflow(project_dir: Path, out: Path, profile: Path | None, workers: i
     else:
         summary, worker_cpu = fan_out(project, campaign, workers, clock)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu0 + worker_cpu
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the sending process, once joined
-    child_cpu = children.ru_utime + children.ru_stime
     if profiler is not None and profile is not None:
         profiler.disable()
         profiler.dump_stats(profile)
@@ -252,7 +265,6 @@ def child_clvflow(project_dir: Path, out: Path, profile: Path | None, workers: i
     result = {
         "wall": wall,
         "cpu": cpu,
-        "child_cpu": child_cpu,
         "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "rss_workers": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
         "rss_imports": rss_imports,
@@ -422,9 +434,6 @@ def report(ours: dict[str, Any], naive: dict[str, Any], args: argparse.Namespace
     if ours["workers"] <= 1:
         print(f"  the first batch was handed over after {ours['first_handover']:.1f} s "
               "(evaluate, plan, claim, lookup tables, first render)")  # fmt: skip
-    if ours["workers"] <= 1 and ours.get("child_cpu"):
-        print(f"  the sending process (a child): CPU {ours['child_cpu']:.1f} s "
-              f"({ours['child_cpu'] / max(sent, 1) * 1e6:.0f} µs/message)")  # fmt: skip
     print(
         f"  wall {ours['wall']:.1f} s, CPU {ours['cpu']:.1f} s "
         f"({ours['cpu'] / max(sent, 1) * 1e6:.0f} µs/message); stand-in CPU "

@@ -161,9 +161,9 @@ def test_order_outside_the_send_window_waits_and_is_not_sent(
     import datetime as dt
     from zoneinfo import ZoneInfo
 
-    from clvflow.campaigns.params import SendWindow
     from clvflow.campaigns.triggered import OrderPlaced
     from clvflow.orchestration.order_flow import order_flow
+    from clvflow.project.campaign_spec import SendWindow
     from tests.test_order_events import FILES as ORDER_FILES
 
     project = Project.load(make_project(ORDER_FILES))

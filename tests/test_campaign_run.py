@@ -4,16 +4,19 @@ outbox files, headers, idempotent re-runs, holdout and promo codes in the ledger
 from __future__ import annotations
 
 import email
-import threading
 from email import policy
 
 import pytest
 from sqlalchemy import select
 
 from clvflow.campaigns.catalog import load_campaigns
-from clvflow.campaigns.runner import CampaignRun, run_campaign
-from clvflow.ledger.schema import messages, promo_codes, skips
+from clvflow.campaigns.run import campaign_job, run_campaign, segment_members
+from clvflow.delivery.outbox import OutboxSender
+from clvflow.ledger.schema import messages, promo_codes, runs, skips
 from clvflow.ledger.store import Ledger
+from clvflow.pipeline import run as pipeline
+from clvflow.pipeline.render import planned_rows
+from clvflow.pipeline.workspace import open_workspace
 from clvflow.project.layout import Project
 from tests.conftest import AS_OF, ProjectFactory
 
@@ -123,57 +126,29 @@ def test_second_run_sends_nothing(project: Project) -> None:
     assert len(_rows(project, messages, messages.c.campaign == "everyone")) == 4
 
 
-def test_lookup_tables_fail_while_claiming_then_nothing_is_sent_and_claims_are_released(
+def test_lookup_tables_that_fail_send_nothing_and_release_the_claims(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The per-run tables are built in a thread while the run claims; their error reaches
-    the run before the first message is rendered, and the next run sends everything."""
+    """The per-run lookup tables (latest orders, recommendations) fail as the first batch
+    renders: nothing is sent, the claims are released, and the next run sends everything."""
     from clvflow.errors import DataError
-    from clvflow.rendering.composer import Composer
+    from clvflow.personalization.batch import Personalization
 
-    built = Composer.prepare_tables
-    threads: list[str] = []
+    looked_up = Personalization.for_customers
 
-    def failing(self: Composer) -> None:
-        threads.append(threading.current_thread().name)
+    def failing(self: Personalization, *args: object, **kwargs: object) -> None:
         raise DataError("the order lines cannot be read")
 
-    monkeypatch.setattr(Composer, "prepare_tables", failing)
+    monkeypatch.setattr(Personalization, "for_customers", failing)
     campaign = _campaign(project, "everyone")
     with pytest.raises(DataError, match="order lines"):
         run_campaign(project, campaign, as_of=AS_OF)
-    assert threads and threads[0].startswith("tables")  # not the run's own thread
     assert _rows(project, messages, messages.c.campaign == "everyone") == []  # released
     assert not list(project.outbox_dir.glob("everyone/**/*.eml"))
-    monkeypatch.setattr(Composer, "prepare_tables", built)
+    [failed] = _rows(project, runs, runs.c.campaign == "everyone")
+    assert failed["status"] == "failed"
+    monkeypatch.setattr(Personalization, "for_customers", looked_up)
     assert run_campaign(project, campaign, as_of=AS_OF).sent == 4
-
-
-def test_a_run_that_plans_nothing_interrupts_the_lookup_tables(
-    project: Project, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The tables start building while the run plans; when nothing is planned their
-    queries are interrupted instead of waited for (this one would run for hours)."""
-    from clvflow.rendering.composer import Composer
-
-    campaign = _campaign(project, "everyone")
-    assert run_campaign(project, campaign, as_of=AS_OF).sent == 4
-    seen: list[str] = []
-
-    def endless(self: Composer) -> None:
-        con = self._personal.data.con
-        assert con is not None
-        try:
-            con.execute("SELECT sum(i) FROM range(1000000000000) AS t(i)").fetchall()
-        except Exception as exc:
-            seen.append(type(exc).__name__)
-            raise
-
-    monkeypatch.setattr(Composer, "prepare_tables", endless)
-    with CampaignRun(project, campaign, as_of=AS_OF) as run:
-        run.plan()
-        assert (run.summary.planned, run.summary.skipped["already_sent"]) == (0, 4)
-        assert seen == ["InterruptException"]  # stopped by planning, before the run ends
 
 
 def test_every_delivered_batch_renews_the_run_lease(project: Project) -> None:
@@ -183,20 +158,21 @@ def test_every_delivered_batch_renews_the_run_lease(project: Project) -> None:
 
     from sqlalchemy import update
 
-    from clvflow.ledger.schema import runs
     from clvflow.ledger.store import utcnow
 
-    with CampaignRun(project, _campaign(project, "everyone"), as_of=AS_OF) as run:
-        claims = run.claim(run.plan())
-        assert run.ledger is not None
-        with run.ledger.engine.begin() as con:  # as if the run had been slow until now
+    job = campaign_job(project, _campaign(project, "everyone"), AS_OF)
+    with open_workspace(project, AS_OF) as ws:
+        planned = pipeline.plan(ws, job, segment_members(ws, "everyone", AS_OF))
+        claims = pipeline.claim_plan(ws, job, planned)
+        with ws.ledger.engine.begin() as con:  # as if the run had been slow until now
             con.execute(
                 update(runs)
-                .where(runs.c.run_id == run.run_id)
+                .where(runs.c.run_id == job.run_id)
                 .values(lease_until=dt.datetime(2000, 1, 1))
             )
-        assert run.send_batch(claims).sent == 4
-        [lease] = _rows(project, runs, runs.c.run_id == run.run_id)
+        sender = OutboxSender(project.outbox_dir)
+        assert pipeline.send_batch(ws, job, claims, sender, planned_rows(planned.send)).sent == 4
+        [lease] = _rows(project, runs, runs.c.run_id == job.run_id)
     assert lease["lease_until"] > utcnow()
 
 

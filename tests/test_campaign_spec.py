@@ -16,14 +16,14 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from clvflow.campaigns.catalog import load_campaigns
-from clvflow.campaigns.params import CampaignSpec, SendWindow, Variant
-from clvflow.campaigns.runner import run_campaign
-from clvflow.campaigns.variants import assign_variants, unit_hash
-from clvflow.campaigns.window import outside_window
+from clvflow.campaigns.run import run_campaign
 from clvflow.cli.main import main
 from clvflow.ledger.schema import messages, skips
 from clvflow.ledger.store import Ledger
 from clvflow.planning.plan import in_holdout
+from clvflow.planning.variants import assign_variants, unit_hash
+from clvflow.planning.window import outside_window
+from clvflow.project.campaign_spec import CampaignSpec, SendWindow, Variant
 from clvflow.project.layout import Project
 from tests.conftest import AS_OF, ProjectFactory
 from tests.test_campaign_run import TEMPLATE
@@ -244,7 +244,7 @@ def test_validate_rejects_a_bad_entrypoint_and_cron(
 def test_next_window_opening(
     as_of: dt.datetime, zone: str | None, expected_utc: dt.datetime
 ) -> None:
-    from clvflow.campaigns.window import next_opening
+    from clvflow.planning.window import next_opening
 
     window = SendWindow(start="08:00", end="17:00")
     got = next_opening(window, as_of, "Europe/Budapest", zone)

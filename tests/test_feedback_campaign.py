@@ -12,7 +12,7 @@ import yaml
 from sqlalchemy import select
 
 from clvflow.campaigns.catalog import load_campaigns
-from clvflow.campaigns.runner import run_campaign
+from clvflow.campaigns.run import run_campaign
 from clvflow.ledger.schema import messages
 from clvflow.project.layout import Project
 from tests.conftest import ROOT, ProjectFactory, ledger_rows, outbox_email

@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import update
 
 from clvflow.campaigns.catalog import load_campaigns
-from clvflow.campaigns.runner import run_campaign
+from clvflow.campaigns.run import run_campaign
 from clvflow.ledger.schema import messages
 from clvflow.ledger.store import Ledger
 from clvflow.measurement.sends import read_sends

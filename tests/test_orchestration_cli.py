@@ -10,9 +10,9 @@ import socket
 from pathlib import Path
 
 import pytest
+from fakes.sendgrid_standin import SendGridStandIn
 
 from clvflow.cli.main import main
-from clvflow.delivery.standin import SendGridStandIn
 from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project
 

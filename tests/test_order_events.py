@@ -21,8 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from clvflow.campaigns.catalog import load_campaigns
-from clvflow.campaigns.runner import CampaignRun
-from clvflow.campaigns.triggered import OrderPlaced, event_from_data, run_for_order
+from clvflow.campaigns.triggered import OrderPlaced, event_from_data, run_order_campaign
 from clvflow.data.sources import open_shop_data
 from clvflow.ledger.schema import messages, skips
 from clvflow.ledger.store import Ledger
@@ -72,8 +71,7 @@ def project(make_project: ProjectFactory) -> Project:
 
 def _send(project: Project, placed: OrderPlaced) -> Any:
     campaign = load_campaigns(project.prefect_file)["thank-you"]
-    with CampaignRun(project, campaign, as_of=AS_OF) as run:
-        return run_for_order(run, placed)
+    return run_order_campaign(project, campaign, placed, as_of=AS_OF)
 
 
 def _rows(project: Project, table):  # type: ignore[no-untyped-def]

@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 from sqlalchemy import update
 
-from clvflow.campaigns.params import CampaignSpec, Every
 from clvflow.ledger.schema import messages
 from clvflow.ledger.store import Ledger
 from clvflow.planning.plan import ledger_time, plan_run
+from clvflow.project.campaign_spec import CampaignSpec, Every
 from clvflow.project.config import FrequencyCap
 
 AS_OF = dt.datetime(2026, 11, 23, 10, 0)  # shop-local

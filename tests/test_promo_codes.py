@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from clvflow.campaigns.params import PromoSpec
 from clvflow.cli.main import main
 from clvflow.errors import ClvflowError
 from clvflow.ledger.store import Ledger
@@ -22,6 +21,7 @@ from clvflow.personalization.promo import (
     promo_rows,
     redeem,
 )
+from clvflow.project.campaign_spec import PromoSpec
 from clvflow.project.layout import Project
 from tests.conftest import ProjectFactory
 

@@ -16,7 +16,7 @@ from PIL import Image
 from sqlalchemy import update
 
 from clvflow.campaigns.catalog import load_campaigns
-from clvflow.campaigns.runner import run_campaign
+from clvflow.campaigns.run import run_campaign
 from clvflow.ledger.schema import messages
 from clvflow.ledger.store import Ledger
 from clvflow.measurement.charts import CLV_SIZE, COHORT_SIZE

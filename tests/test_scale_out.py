@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakes.sendgrid_standin import FaultConfig, SendGridStandIn
 from sqlalchemy import select
 
 from clvflow.campaigns.catalog import load_campaigns
-from clvflow.delivery.standin import FaultConfig, SendGridStandIn
 from clvflow.ledger.schema import messages
 from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project

@@ -144,7 +144,7 @@ def test_the_query_runs_inside_postgres(make_project: ProjectFactory, shop_schem
 
 def test_a_campaign_runs_on_postgres_data(make_project: ProjectFactory, shop_schema: str) -> None:
     from clvflow.campaigns.catalog import load_campaigns
-    from clvflow.campaigns.runner import run_campaign
+    from clvflow.campaigns.run import run_campaign
     from tests.test_campaign_run import FILES
 
     project = Project.load(make_project(FILES, config=_pg_config(shop_schema)))

@@ -9,19 +9,21 @@ import re
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.sendgrid_standin import SendGridStandIn
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from clvflow.campaigns.catalog import load_campaigns
-from clvflow.campaigns.runner import run_campaign
+from clvflow.campaigns.run import run_campaign
+from clvflow.delivery.message import OutgoingMessage
 from clvflow.delivery.outbox import OutboxSender
 from clvflow.delivery.senders import open_sender
 from clvflow.delivery.sendgrid import SANDBOX_REASON, SendGridSender
-from clvflow.delivery.standin import SendGridStandIn
 from clvflow.errors import ConfigError, DeliveryError
 from clvflow.ledger.schema import messages
 from clvflow.ledger.store import Ledger
@@ -59,6 +61,14 @@ def sendgrid_yaml(api_host: str, **extra: str) -> str:
 def run(project_dir: Path):  # type: ignore[no-untyped-def]
     project = Project.load(project_dir)
     return run_campaign(project, load_campaigns(project.prefect_file)[CAMPAIGN], as_of=AS_OF)
+
+
+def one_message() -> OutgoingMessage:
+    return OutgoingMessage(
+        message_id=1, campaign=CAMPAIGN, occurrence="once", customer_id="C1",
+        to_email="c1@example.com", to_name="", from_email="shop@example.com",
+        from_name="Shop", subject="Hello", html="<p>x</p>", text="x",
+    )  # fmt: skip
 
 
 def ledger_rows(project_dir: Path) -> dict[str, dict[str, str]]:
@@ -159,25 +169,40 @@ def test_the_key_comes_from_a_prefect_secret_block_when_the_environment_has_none
     standin: SendGridStandIn,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Flows (``clvflow run``, deployments) take the key from the environment, else from
+    the Prefect Secret block that clvflow.yaml names."""
     from prefect.blocks.system import Secret
+
+    from clvflow.orchestration.flows import campaign_flow
+
+    def flow_run() -> dict[str, Any]:
+        project = Project.load(demo_project)
+        campaign = load_campaigns(project.prefect_file)[CAMPAIGN]
+        return campaign_flow(
+            campaign=CAMPAIGN, spec=campaign.spec, as_of=AS_OF, project=str(demo_project)
+        )
 
     block = f"sendgrid-key-{uuid.uuid4().hex[:8]}"
     monkeypatch.delenv("SENDGRID_API_KEY", raising=False)
     configure(demo_project, sendgrid_yaml(standin.url, secret_block=block))
     with pytest.raises(DeliveryError, match="no SendGrid API key") as missing:
-        run(demo_project)
+        flow_run()
     assert block in (missing.value.hint or "")
     assert standin.accepted() == []
     Secret(value=KEY).save(block)
-    summary = run(demo_project)
-    assert summary.sent == summary.planned > 0
+    summary = flow_run()
+    assert summary["sent"] == summary["planned"] > 0
     assert {m.api_key for m in standin.accepted()} == {KEY}
     # the environment, when set, wins over the block
+    standin.reset()
     monkeypatch.setenv("SENDGRID_API_KEY", "SG.from-the-environment")
-    sender = open_sender(Project.load(demo_project))
-    assert isinstance(sender, SendGridSender)
-    assert sender._headers["Authorization"] == "Bearer SG.from-the-environment"
-    sender.close()
+    standin_keys = {"SG.from-the-environment"}
+    with SendGridStandIn(standin_keys) as other:
+        configure(demo_project, sendgrid_yaml(other.url, secret_block=block))
+        with closing(open_sender(Project.load(demo_project))) as sender:
+            [result] = sender.send_batch([one_message()])
+        assert result.status == "sent"
+        assert {m.api_key for m in other.accepted()} == standin_keys
 
 
 def test_the_audit_catches_a_body_the_stand_in_should_not_have_accepted(
@@ -188,7 +213,7 @@ def test_the_audit_catches_a_body_the_stand_in_should_not_have_accepted(
 
     from tests.sendgrid_audit import audit_session
 
-    monkeypatch.setattr("clvflow.delivery.standin_http.validate_mail_send", lambda b, now: [])
+    monkeypatch.setattr("fakes.sendgrid_standin.app.validate_mail_send", lambda b, now: [])
     with audit_session() as audit, SendGridStandIn(KEY) as sg:
         conn = http.client.HTTPConnection("127.0.0.1", sg.port, timeout=10)
         body = {"personalizations": [{"to": [{"email": "a@example.com"}]}], "subject": "no from"}

@@ -10,23 +10,24 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import jsonschema
 import pytest
+from fakes.sendgrid_standin import FaultConfig, SendGridStandIn
 from sqlalchemy import select
 
 from clvflow.campaigns.catalog import load_campaigns
-from clvflow.campaigns.runner import run_campaign
-from clvflow.delivery.base import SendAbortedError
+from clvflow.campaigns.run import run_campaign
+from clvflow.delivery.base import SendAbortedError, SendResult
 from clvflow.delivery.message import OutgoingMessage
+from clvflow.delivery.outbox import OutboxSender
 from clvflow.delivery.sendgrid import RetryPolicy, SendGridSender
-from clvflow.delivery.standin import FaultConfig, SendGridStandIn
 from clvflow.ledger.schema import messages
 from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project
-from tests.conftest import ROOT
+from tests.conftest import ROOT, outbox_email
 
 KEY = "SG.test-key"
 AS_OF = "2026-11-23T10:00"
@@ -34,14 +35,16 @@ CAMPAIGN = "win-back"
 
 
 SCHEMA = json.loads(
-    (ROOT / "src" / "clvflow" / "schemas" / "sendgrid_mail_send.schema.json").read_text()
+    (
+        ROOT / "tests" / "fakes" / "sendgrid_standin" / "mail_send_request.patched.schema.json"
+    ).read_text()
 )
 
 
 @pytest.fixture
 def standin() -> Iterator[SendGridStandIn]:
     """The stand-in; afterwards, every body it accepted is checked once more against
-    SendGrid's published request schema (the packaged copy, which another test keeps equal
+    SendGrid's published request schema (the stand-in's copy, which its tests keep equal
     to ../shared/sendgrid/mail_send_request.patched.schema.json)."""
     with SendGridStandIn(api_keys={KEY}, seed=11) as server:
         yield server
@@ -92,6 +95,64 @@ def _run(project: Project):  # type: ignore[no-untyped-def]
 
     campaign = load_campaigns(project.prefect_file)[CAMPAIGN]
     return run_campaign(project, campaign, as_of=dt.datetime.fromisoformat(AS_OF))
+
+
+class BothBackends:
+    """The outbox and SendGrid at once: each batch is written as the outbox writes it,
+    then sent through SendGrid; SendGrid's results are the run's."""
+
+    name = "sendgrid"
+
+    def __init__(self, outbox: OutboxSender, sendgrid: SendGridSender) -> None:
+        self.outbox = outbox
+        self.sendgrid = sendgrid
+
+    def send_batch(self, batch: Sequence[OutgoingMessage]) -> list[SendResult]:
+        assert {r.status for r in self.outbox.send_batch(batch)} == {"sent"}
+        return self.sendgrid.send_batch(batch)
+
+    def close(self) -> None:
+        self.outbox.close()
+        self.sendgrid.close()
+
+
+def test_a_shipped_campaign_reaches_every_recipient_with_exactly_the_outbox_message(
+    sg_project: Project, standin: SendGridStandIn
+) -> None:
+    """Grouped requests carry the lines recipients share once and each one's own as
+    substitutions; applied, they give every recipient the subject, HTML and text part the
+    outbox backend writes for them, character for character."""
+    import datetime as dt
+
+    campaign = load_campaigns(sg_project.prefect_file)[CAMPAIGN]
+    sender = BothBackends(OutboxSender(sg_project.outbox_dir), SendGridSender(KEY, standin.url))
+    try:
+        summary = run_campaign(
+            sg_project, campaign, as_of=dt.datetime.fromisoformat(AS_OF), sender=sender
+        )
+    finally:
+        sender.close()
+    deliveries = standin.deliveries()
+    assert len(deliveries) == summary.sent == summary.planned > 100
+    assert len(standin.accepted()) < summary.sent / 5  # shared requests
+    for delivery in deliveries:
+        body = delivery.body
+        args = body["custom_args"]
+        written = outbox_email(
+            sg_project, CAMPAIGN, args["clvflow_occurrence"], args["clvflow_customer"]
+        )
+        parts = {part["type"]: part["value"] for part in body["content"]}
+        assert body["subject"] == written["subject"]
+        assert body["personalizations"][0]["to"][0]["email"] == written["to"].addresses[0].addr_spec
+        html = written.get_body(("html",))
+        text = written.get_body(("plain",))
+        assert html is not None and text is not None
+        # RFC 5322 files end their lines with CRLF; the message itself has LF
+        assert parts["text/html"] == html.get_content().replace("\r\n", "\n")
+        assert parts["text/plain"] == text.get_content().replace("\r\n", "\n")
+        headers = body["headers"]
+        for name in ("List-Unsubscribe", "List-Unsubscribe-Post", "X-Clvflow-Campaign"):
+            assert headers[name] == written[name]
 
 
 @pytest.mark.parametrize("per_request", [1, 3], indirect=True)
@@ -195,7 +256,7 @@ def test_a_400_fails_that_message_and_the_batch_goes_on(standin: SendGridStandIn
 RUNNER = """
 import datetime as dt, sys
 from clvflow.campaigns.catalog import load_campaigns
-from clvflow.campaigns.runner import run_campaign
+from clvflow.campaigns.run import run_campaign
 from clvflow.project.layout import Project
 project = Project.load(sys.argv[1])
 summary = run_campaign(project, load_campaigns(project.prefect_file)[sys.argv[2]],
@@ -295,10 +356,13 @@ def _run_plan_emails(project: Project) -> list[str]:
     """The addresses a run would send to, in order (a dry run sends and records nothing)."""
     import datetime as dt
 
-    from clvflow.campaigns.runner import CampaignRun
+    from clvflow.campaigns.run import campaign_job, segment_members
+    from clvflow.pipeline import run as pipeline
+    from clvflow.pipeline.workspace import open_workspace
 
     campaign = load_campaigns(project.prefect_file)[CAMPAIGN]
-    with CampaignRun(
-        project, campaign, as_of=dt.datetime.fromisoformat(AS_OF), dry_run=True
-    ) as run:
-        return [str(e).lower() for e in run.plan().send["email"]]
+    when = dt.datetime.fromisoformat(AS_OF)
+    job = campaign_job(project, campaign, when, dry_run=True)
+    with open_workspace(project, when) as ws:
+        members = segment_members(ws, campaign.spec.segment, when)
+        return [str(e).lower() for e in pipeline.plan(ws, job, members).send["email"]]

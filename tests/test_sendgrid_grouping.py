@@ -9,6 +9,7 @@ from collections import Counter
 
 import orjson
 import pytest
+from fakes.sendgrid_standin import FaultConfig, SendGridStandIn, personal_bodies, validate_mail_send
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,8 +22,6 @@ from clvflow.delivery.grouping import (
 from clvflow.delivery.message import OutgoingMessage
 from clvflow.delivery.payload import PayloadBuilder
 from clvflow.delivery.sendgrid import RetryPolicy, SendGridSender
-from clvflow.delivery.standin import FaultConfig, SendGridStandIn, personal_bodies
-from clvflow.delivery.standin_rules import validate_mail_send
 
 KEY = "SG.grouping-test"
 MARKER = "%clv0badc0de"

@@ -9,13 +9,13 @@ import time
 
 import jsonschema
 import pytest
+from fakes.sendgrid_standin import validate_mail_send
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sendgrid.helpers.mail.exceptions import ApiKeyIncludedException
 
 from clvflow.delivery.message import OutgoingMessage
 from clvflow.delivery.payload import PayloadBuilder, build_payload
-from clvflow.delivery.standin_rules import validate_mail_send
 from tests.conftest import ROOT
 
 SCHEMA = json.loads(

@@ -7,10 +7,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from fakes.sendgrid_standin import FaultConfig, SendGridStandIn
 
 from clvflow.delivery.message import OutgoingMessage
 from clvflow.delivery.sendgrid import RetryPolicy, SendGridSender
-from clvflow.delivery.standin import FaultConfig, SendGridStandIn
 from clvflow.errors import DeliveryError
 
 KEY = "SG.sender-test"

@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from clvflow.campaigns.catalog import load_campaigns
 from clvflow.campaigns.counts import count_rows, summary_markdown
-from clvflow.campaigns.runner import run_campaign
+from clvflow.campaigns.run import run_campaign
 from clvflow.ledger.schema import events, messages, suppressions
 from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project

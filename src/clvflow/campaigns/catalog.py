@@ -7,8 +7,8 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clvflow.campaigns.params import CampaignSpec
 from clvflow.errors import ConfigError
+from clvflow.project.campaign_spec import CampaignSpec
 from clvflow.project.yamlfile import YamlDocument, read_yaml, validate_document
 
 

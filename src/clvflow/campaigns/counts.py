@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clvflow.campaigns.summary import RunSummary
+from clvflow.pipeline.summary import RunSummary
 
 Row = dict[str, str | int]
 

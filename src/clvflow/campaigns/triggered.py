@@ -19,9 +19,18 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from clvflow.campaigns.runner import CampaignRun, RunSummary
+from clvflow.campaigns.catalog import Campaign
+from clvflow.campaigns.run import campaign_job, new_summary
 from clvflow.data.sources import ShopData, in_list
+from clvflow.delivery.base import Sender
+from clvflow.delivery.senders import open_sender
 from clvflow.personalization.orders import OrderView
+from clvflow.pipeline import run as pipeline
+from clvflow.pipeline.claim import start
+from clvflow.pipeline.job import Job
+from clvflow.pipeline.summary import RunSummary
+from clvflow.pipeline.workspace import Workspace, open_workspace
+from clvflow.project.layout import Project
 from clvflow.segments.members import customer_rows
 
 ORDER_PLACED = "shop.order.placed"
@@ -158,36 +167,50 @@ def customer_row(data: ShopData, placed: OrderPlaced, as_of: dt.datetime) -> dic
     return row
 
 
-def run_for_order(run: CampaignRun, placed: OrderPlaced) -> RunSummary:
-    """Plan, claim and send the campaign's email for this one order (``run`` is open)."""
-    assert run.data is not None
+def run_for_order(
+    ws: Workspace, job: Job, placed: OrderPlaced, sender: Sender | None, summary: RunSummary
+) -> RunSummary:
+    """Plan, claim and send the campaign's email for this one order, or record why not."""
     order_id = placed.order.order_id
     cid = placed.customer.customer_id
-    run.summary.occurrence = order_id
-    row = customer_row(run.data, placed, run.as_of)
-    order = order_view(run.data, placed, run.project.config.shop.timezone, run.as_of)
+    summary.occurrence = order_id
+    row = customer_row(ws.data, placed, job.as_of)
+    order = order_view(ws.data, placed, ws.project.config.shop.timezone, job.as_of)
     reason = None
     if row is None:
         reason = "unknown_customer"  # not in the shop's data, and the event has no address
     elif order is None:
         reason = "unknown_order"  # not in the shop's data, and the event has no lines/total
-    if reason is not None:
-        run.summary.members = 1
-        run.record_reasons([(order_id, cid, reason)])
-        return run.finish()
-    assert row is not None and order is not None
-    frame = pd.DataFrame([{**row, "last_order_id": order_id}])
-    run.use_members(frame, {cid: order})
-    plan = run.plan()
-    claims = run.claim(plan)
+    if row is None or order is None:
+        summary.members = 1
+        summary.skipped[str(reason)] += 1
+        if not job.dry_run:
+            start(ws.ledger, job, ws.project.config.limits.run_lease_seconds)
+            ws.ledger.record_skips(job.run_id, job.name, [(order_id, cid, str(reason))])
+        return pipeline.finish(ws, job, summary)
+    members = pd.DataFrame([{**row, "last_order_id": order_id}])
+    return pipeline.run(ws, job, members, sender, summary, orders={cid: order})
+
+
+def run_order_campaign(
+    project: Project,
+    campaign: Campaign,
+    placed: OrderPlaced,
+    *,
+    as_of: dt.datetime | None = None,
+    dry_run: bool = False,
+    sender: Sender | None = None,
+) -> RunSummary:
+    """:func:`run_for_order` without Prefect, with the configured sender."""
+    job = campaign_job(project, campaign, as_of, dry_run)
+    owned = None if sender is not None or dry_run else open_sender(project)
     try:
-        for batch in run.batches(claims):
-            run.send_batch(batch)
-    except BaseException:
-        run.release_unsent(claims)
-        run.finish("failed")
-        raise
-    return run.finish()
+        with open_workspace(project, job.as_of) as ws:
+            summary = new_summary(job, campaign.spec.segment)
+            return run_for_order(ws, job, placed, sender or owned, summary)
+    finally:
+        if owned is not None:
+            owned.close()
 
 
 def event_from_data(

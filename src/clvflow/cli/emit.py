@@ -34,9 +34,9 @@ def order_placed(
     project: ProjectOption = Path("."),
 ) -> int:
     """Emit shop.order.placed for ORDER of CUSTOMER, filled from the shop's data."""
-    from clvflow.campaigns.runner import local_now
     from clvflow.campaigns.triggered import event_from_data
     from clvflow.data.sources import open_shop_data
+    from clvflow.project.clock import local_now
 
     loaded = Project.load(project)
     data = open_shop_data(loaded)

@@ -16,8 +16,10 @@ app = typer.Typer(help="Addresses that must not get marketing email.")
 def sync(project: ProjectOption = Path(".")) -> None:
     """Copy SendGrid's unsubscribes, bounces and spam reports into the ledger."""
     from clvflow.delivery.suppressions import sync_project_suppressions
+    from clvflow.orchestration.secrets import sendgrid_key
 
-    added = sync_project_suppressions(Project.load(project))
+    loaded = Project.load(project)
+    added = sync_project_suppressions(loaded, sendgrid_key(loaded))
     total = sum(added.values())
     detail = ", ".join(f"{n} {reason}" for reason, n in sorted(added.items())) or "nothing new"
     typer.echo(f"{total} new suppression(s): {detail}")

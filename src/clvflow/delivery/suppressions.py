@@ -69,15 +69,14 @@ def sync_suppressions(
     return added
 
 
-def sync_project_suppressions(project: Project) -> Counter[str]:
+def sync_project_suppressions(project: Project, api_key: str | None = None) -> Counter[str]:
     """:func:`sync_suppressions` for a project: its SendGrid settings, key and ledger."""
     from clvflow.delivery.senders import sendgrid_api_key
 
     sg = project.config.delivery.sendgrid
+    key = sendgrid_api_key(project, api_key)
     ledger = Ledger(project.ledger_url)
     try:
-        return sync_suppressions(
-            ledger, sg.api_host, sendgrid_api_key(sg.secret_block), timeout=sg.timeout_seconds
-        )
+        return sync_suppressions(ledger, sg.api_host, key, timeout=sg.timeout_seconds)
     finally:
         ledger.close()

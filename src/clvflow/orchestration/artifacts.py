@@ -16,7 +16,7 @@ from prefect.artifacts import (
 )
 
 from clvflow.campaigns.counts import count_rows, summary_markdown
-from clvflow.campaigns.summary import RunSummary
+from clvflow.pipeline.summary import RunSummary
 
 
 def artifact_key(campaign: str) -> str:

@@ -8,8 +8,8 @@ from typing import Any
 from prefect.events import emit_event
 from prefect.events.worker import EventsWorker
 
-from clvflow.campaigns.summary import RunSummary
 from clvflow.campaigns.triggered import ORDER_PLACED, OrderPlaced
+from clvflow.pipeline.summary import RunSummary
 
 CAMPAIGN_STARTED = "clvflow.campaign.started"
 CAMPAIGN_FINISHED = "clvflow.campaign.finished"

@@ -1,4 +1,4 @@
-"""The campaign flow: the engine's stages as Prefect tasks, with artifacts and events.
+"""The campaign flow: the pipeline's stages as Prefect tasks, with artifacts and events.
 
 Tasks take whole batches (``limits.batch_size`` customers), never one customer each; with
 ``spec.workers`` > 1 the batches fan out over a pool of processes sharing the ledger.
@@ -14,14 +14,21 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from clvflow.campaigns.catalog import Campaign
-from clvflow.campaigns.params import CampaignSpec
-from clvflow.campaigns.runner import CampaignRun, RunSummary
-from clvflow.delivery.senders import open_sender
+from clvflow.campaigns.run import campaign_job, new_summary, segment_members
+from clvflow.delivery.base import Sender
 from clvflow.ledger.store import Claim
 from clvflow.orchestration import events
 from clvflow.orchestration.artifacts import Progress, publish
 from clvflow.orchestration.batches import Opaque, send_batches
+from clvflow.orchestration.secrets import flow_sender
+from clvflow.pipeline import run as pipeline
+from clvflow.pipeline.job import Job
+from clvflow.pipeline.render import Rows, planned_rows
+from clvflow.pipeline.samples import write_samples
+from clvflow.pipeline.summary import RunSummary
+from clvflow.pipeline.workspace import Workspace, open_workspace
 from clvflow.planning.plan import Plan
+from clvflow.project.campaign_spec import CampaignSpec
 from clvflow.project.layout import Project
 
 
@@ -47,19 +54,19 @@ def run_name() -> str:
 
 
 @task(name="evaluate and plan", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def plan_task(run: CampaignRun) -> Opaque[Plan]:
-    run.evaluate()
-    return Opaque(run.plan())
+def plan_task(ws: Workspace, job: Job) -> Opaque[Plan]:
+    members = segment_members(ws, job.spec.segment, job.as_of)
+    return Opaque(pipeline.plan(ws, job, members))
 
 
 @task(name="claim", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def claim_task(run: CampaignRun, plan: Opaque[Plan]) -> Opaque[list[Claim]]:
-    return Opaque(run.claim(plan.value))
+def claim_task(ws: Workspace, job: Job, plan: Opaque[Plan]) -> Opaque[list[Claim]]:
+    return Opaque(pipeline.claim_plan(ws, job, plan.value))
 
 
 @task(name="render samples", cache_policy=NO_CACHE)
-def sample_task(run: CampaignRun, claims: Opaque[list[Claim]]) -> dict[str, str]:
-    return run.write_samples(claims.value)
+def sample_task(ws: Workspace, job: Job, claims: Opaque[list[Claim]], rows: Rows) -> dict[str, str]:
+    return write_samples(ws, job, claims.value, rows)
 
 
 @flow(name="campaign", flow_run_name=run_name, log_prints=False)
@@ -71,21 +78,19 @@ def campaign_flow(
     project: str = ".",
 ) -> dict[str, Any]:
     """Evaluate the segment, plan, claim, render and send in batches, record, report."""
-    logger = get_run_logger()
     loaded = Project.load(project)
     target = Campaign(name=campaign, spec=spec, entrypoint="", schedules=(), line=None)
-    sender = None
-    if not dry_run and spec.workers <= 1 and loaded.config.delivery.backend == "sendgrid":
-        # the sender in its own process: batch k is sent while batch k + 1 renders
-        sender = open_sender(loaded, own_process=True)
+    job = campaign_job(loaded, target, as_of, dry_run)
+    sender = None if dry_run else flow_sender(loaded)  # no key: stops before anything else
     try:
-        summary = _run(CampaignRun(loaded, target, as_of=as_of, dry_run=dry_run, sender=sender))
+        with open_workspace(loaded, job.as_of) as ws:
+            summary = _run(ws, job, sender)
     finally:
         if sender is not None:
-            sender.close()  # also when the run could not even start
+            sender.close()
     publish(summary)
     events.campaign_finished(summary)
-    logger.info(
+    get_run_logger().info(
         "%s: %d members, %d sent, %d failed, %d waiting, skipped %s",
         campaign,
         summary.members,
@@ -97,22 +102,27 @@ def campaign_flow(
     return summary.as_dict()
 
 
-def _run(opened: CampaignRun) -> RunSummary:
-    with opened as run:
-        events.campaign_started(run.campaign.name, run.summary.occurrence, run.dry_run)
-        plan = plan_task(run)
-        claimed = claim_task(run, plan)
-        claims = claimed.value
-        progress = Progress(run.campaign.name)
-        try:
-            if claims:
-                sample_task(run, claimed)
-            send_batches(run, run.batches(claims), progress)
-        except BaseException:
-            run.release_unsent(claims)
-            summary = run.finish("failed")
-            events.campaign_finished(summary, failed=True)
-            raise
-        if not claims:
-            progress(1, 1)
-        return run.finish()
+def _run(ws: Workspace, job: Job, sender: Sender | None) -> RunSummary:
+    events.campaign_started(job.name, job.occurrence, job.dry_run)
+    summary = new_summary(job, job.spec.segment)
+    summary.released, summary.earlier_unknown = pipeline.reconcile(ws, job)
+    planned = plan_task(ws, job)
+    summary.planned_as(planned.value)
+    claimed = claim_task(ws, job, planned)
+    claims = claimed.value
+    summary.claimed(planned.value, claims)
+    rows = planned_rows(planned.value.send)
+    progress = Progress(job.name)
+    try:
+        if claims:
+            summary.samples = sample_task(ws, job, claimed, rows)
+        for result in send_batches(ws, job, claims, sender, rows, progress):
+            summary.add(result)
+    except BaseException:
+        pipeline.release_unsent(ws, job, claims, summary)
+        pipeline.finish(ws, job, summary, "failed")
+        events.campaign_finished(summary, failed=True)
+        raise
+    if not claims:
+        progress(1, 1)
+    return pipeline.finish(ws, job, summary)

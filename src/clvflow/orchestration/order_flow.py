@@ -19,12 +19,17 @@ from prefect.runtime import deployment as runtime_deployment
 from prefect.runtime import flow_run
 
 from clvflow.campaigns.catalog import Campaign
-from clvflow.campaigns.params import CampaignSpec
-from clvflow.campaigns.runner import CampaignRun, RunSummary
-from clvflow.campaigns.triggered import OrderPlaced, run_for_order
-from clvflow.campaigns.window import next_opening
+from clvflow.campaigns.run import campaign_job, new_summary
+from clvflow.campaigns.triggered import OrderPlaced, customer_row, run_for_order
+from clvflow.delivery.base import Sender
 from clvflow.orchestration import events
 from clvflow.orchestration.artifacts import publish
+from clvflow.orchestration.secrets import flow_sender
+from clvflow.pipeline.job import Job
+from clvflow.pipeline.summary import RunSummary
+from clvflow.pipeline.workspace import Workspace, open_workspace
+from clvflow.planning.window import next_opening
+from clvflow.project.campaign_spec import CampaignSpec
 from clvflow.project.layout import Project
 
 
@@ -82,9 +87,9 @@ def run_name() -> str:
 
 
 @task(name="plan and send for the order", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def order_task(run: CampaignRun, order: OrderPlaced) -> RunSummary:
+def order_task(ws: Workspace, job: Job, order: OrderPlaced, sender: Sender | None) -> RunSummary:
     """A retry is safe: the ledger lets the order's message be claimed once."""
-    return run_for_order(run, order)
+    return run_for_order(ws, job, order, sender, new_summary(job, job.spec.segment))
 
 
 @flow(name="order placed", flow_run_name=run_name, log_prints=False)
@@ -98,15 +103,20 @@ def order_flow(
     """Send the campaign's email for this order (once per order), or record why not."""
     loaded = Project.load(project)
     target = Campaign(name=campaign, spec=spec, entrypoint="", schedules=(), line=None)
-    with CampaignRun(loaded, target, dry_run=dry_run) as run:
-        events.campaign_started(campaign, order.order.order_id, dry_run)
-        summary = order_task(run, order)
-        if summary.waiting and spec.send_window is not None:
-            zone = None
-            if run.members is not None and "timezone" in run.members:
-                zone = run.members["timezone"].iloc[0]
-            when = next_opening(spec.send_window, run.as_of, loaded.config.shop.timezone, zone)
-            _run_again_at(when, campaign, spec, order, dry_run, project)
+    job = campaign_job(loaded, target, dry_run=dry_run)
+    sender = None if dry_run else flow_sender(loaded)
+    try:
+        with open_workspace(loaded, job.as_of) as ws:
+            events.campaign_started(campaign, order.order.order_id, dry_run)
+            summary = order_task(ws, job, order, sender)
+            if summary.waiting and spec.send_window is not None:
+                row = customer_row(ws.data, order, job.as_of)
+                zone = row.get("timezone") if row is not None else None
+                when = next_opening(spec.send_window, job.as_of, loaded.config.shop.timezone, zone)
+                _run_again_at(when, campaign, spec, order, dry_run, project)
+    finally:
+        if sender is not None:
+            sender.close()
     publish(summary)
     events.campaign_finished(summary)
     get_run_logger().info(

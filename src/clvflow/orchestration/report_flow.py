@@ -20,7 +20,7 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
-from clvflow.campaigns.runner import local_now
+from clvflow.project.clock import local_now
 from clvflow.project.layout import Project
 from clvflow.reporting.html import data_uri, write_report
 from clvflow.reporting.markdown import campaigns_markdown, customers_markdown

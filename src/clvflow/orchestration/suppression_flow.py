@@ -6,12 +6,14 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 
 from clvflow.delivery.suppressions import sync_project_suppressions
+from clvflow.orchestration.secrets import sendgrid_key
 from clvflow.project.layout import Project
 
 
 @task(name="sync suppressions", retries=3, retry_delay_seconds=30)
 def sync_task(project: str) -> dict[str, int]:
-    return dict(sync_project_suppressions(Project.load(project)))
+    loaded = Project.load(project)
+    return dict(sync_project_suppressions(loaded, sendgrid_key(loaded)))
 
 
 @flow(name="suppression sync", flow_run_name="suppression sync", log_prints=False)

@@ -12,8 +12,8 @@ import secrets
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from clvflow.campaigns.params import PromoSpec
 from clvflow.errors import ClvflowError
+from clvflow.project.campaign_spec import PromoSpec
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

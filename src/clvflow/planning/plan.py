@@ -1,8 +1,9 @@
-"""Plan a campaign run before anything is sent.
+"""Plan a run before anything is sent.
 
 members − suppressed (``accepts_marketing: false``, invalid address, unsubscribed, bounced,
-spam report) − already sent under the resend policy − over the frequency cap − holdout.
-Each member lands in exactly one bucket, and each skip keeps its reason.
+spam report) − already sent under the resend policy − over the frequency cap − holdout −
+outside the send window. Each member lands in exactly one bucket, and each skip keeps its
+reason. The members to send to get their A/B variant and its template.
 
 Times: a run's ``as_of`` is naive shop-local time (like the shop's data), the ledger writes
 naive UTC. The look-back windows (``every: N days``, the frequency cap) start at
@@ -13,20 +14,17 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache, reduce
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
-from clvflow.campaigns.params import CampaignSpec, Every
 from clvflow.ledger.store import Ledger
+from clvflow.planning.addresses import valid_addresses
+from clvflow.planning.variants import assign_variants
+from clvflow.planning.window import outside_window
+from clvflow.project.campaign_spec import CampaignSpec, Every
 from clvflow.project.config import FrequencyCap
 
 SUPPRESSION_REASONS = {
@@ -34,77 +32,7 @@ SUPPRESSION_REASONS = {
     "bounced": "bounced",
     "spam_report": "spam_report",
 }
-
-
-# The common shape: an ASCII dot-atom local part and a lower-risk hostname (letters, digits,
-# inner hyphens, no "xn--"-style labels, a letter-only top-level domain). email-validator
-# accepts every such address that also passes the length and special-use checks below
-# (a property test compares the two); everything else goes to email-validator itself.
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?!-))*[A-Za-z0-9]|[A-Za-z0-9]"
-_COMMON_ADDRESS = re.compile(
-    r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@(?:(?:" + _LABEL + r")\.)+[A-Za-z]{2,63}\Z"
-)
-_SPECIAL_USE = tuple(SPECIAL_USE_DOMAIN_NAMES)
-
-
-def _common_and_valid(address: str) -> bool:
-    if len(address) > 254 or not _COMMON_ADDRESS.match(address):
-        return False
-    local, _, domain = address.rpartition("@")
-    domain = domain.lower()
-    return (
-        len(local) <= 64
-        and len(domain) <= 253
-        and all(len(label) <= 63 for label in domain.split("."))
-        and not any(domain == d or domain.endswith("." + d) for d in _SPECIAL_USE)
-    )
-
-
-# the same test column-wise, in Arrow's regular expressions (RE2: no lookahead, so a label
-# is letter-or-digit runs joined by single hyphens, which is what ``_LABEL`` allows)
-_COMMON_SHAPE = (
-    r"^[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@"
-    r"(?:[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*\.)+[A-Za-z]{2,63}$"
-)
-_LONG_LABEL = r"@(?:[^.]+\.)*[^.]{64}"
-_SPECIAL_END = r"(?i)[@.](?:" + "|".join(re.escape(d) for d in _SPECIAL_USE) + r")$"
-
-
-def valid_addresses(addresses: Sequence[str]) -> list[bool]:
-    """:func:`address_is_valid` of each address ("" is not valid): the common shape is
-    checked for all at once in Arrow, the rest one by one."""
-    try:
-        column = pa.array(addresses, type=pa.string())
-    except (pa.ArrowException, UnicodeEncodeError):  # e.g. a lone surrogate: one by one
-        return [bool(address) and address_is_valid(address) for address in addresses]
-    at = pc.find_substring(column, "@")  # the local part's length (the shape has one @)
-    length = pc.utf8_length(column)
-    tests = [
-        pc.match_substring_regex(column, _COMMON_SHAPE),
-        pc.less_equal(length, 254),
-        pc.less_equal(at, 64),
-        pc.less_equal(pc.subtract(length, at), 254),  # the domain: at most 253
-        pc.invert(pc.match_substring_regex(column, _LONG_LABEL)),
-        pc.invert(pc.match_substring_regex(column, _SPECIAL_END)),
-    ]
-    common = reduce(pc.and_, tests).to_pylist()
-    return [
-        fast or (bool(address) and address_is_valid(address))
-        for fast, address in zip(common, addresses, strict=True)
-    ]
-
-
-@lru_cache(maxsize=65536)
-def address_is_valid(address: str) -> bool:
-    """A syntax check by email-validator (no DNS: planning never touches the network),
-    answered in a microsecond for the common shape (about 95 µs through email-validator)."""
-    if _common_and_valid(address):
-        return True
-    try:
-        validate_email(address, check_deliverability=False)
-    except EmailNotValidError:
-        return False
-    return True
+WAITING = "outside_send_window"
 
 
 def ledger_time(local: dt.datetime, timezone: str) -> dt.datetime:
@@ -129,16 +57,18 @@ def in_holdout(campaign: str, customer_id: str, percent: float) -> bool:
 class Plan:
     campaign: str
     members: int
-    send: pd.DataFrame  # member rows to send to, with an 'occurrence' column
+    send: pd.DataFrame  # member rows to send to, with occurrence, variant and template
     holdout: pd.DataFrame
     skips: list[tuple[str, str, str]] = field(
         default_factory=list
-    )  # (occurrence, customer, reason)
+    )  # (occurrence, customer, reason), those outside the send window included
     already_sent: int = 0
     held_out_earlier: int = 0
+    waiting: int = 0  # outside the send window: planned again by a later run
 
     def skipped_by_reason(self) -> Counter[str]:
-        counts = Counter(reason for _, _, reason in self.skips)
+        """Skips by reason; members waiting for the send window are counted apart."""
+        counts = Counter(reason for _, _, reason in self.skips if reason != WAITING)
         if self.already_sent:
             counts["already_sent"] = self.already_sent
         if self.held_out_earlier:
@@ -147,6 +77,10 @@ class Plan:
 
 
 def occurrences(members: pd.DataFrame, spec: CampaignSpec, as_of: dt.datetime) -> pd.Series:
+    """Each member's occurrence: given by the caller (an ``occurrence`` column), else from
+    the resend policy."""
+    if "occurrence" in members:
+        return members["occurrence"].astype("string")
     if spec.resend == "per_order":
         return members["last_order_id"].astype("string").fillna("no-order")
     return pd.Series(spec.occurrence(as_of), index=members.index, dtype="string")
@@ -188,24 +122,27 @@ def plan_run(
             mark(kinds == raw, why)
         mark(kinds.notna(), "suppressed")
 
-    keys = list(zip(frame["occurrence"].tolist(), frame["customer_id"].tolist(), strict=True))
+    ids = frame["customer_id"].tolist()
+    keys = list(zip(frame["occurrence"].tolist(), ids, strict=True))
     existing = ledger.existing(campaign, keys)
     done = pd.Series([k in existing for k in keys], index=frame.index)
     if isinstance(spec.resend, Every):
         since = ledger_time(as_of - dt.timedelta(days=spec.resend.days), timezone)
-        recent = ledger.sent_since(frame["customer_id"].tolist(), since, campaign)
+        recent = ledger.sent_since(ids, since, campaign)
         done |= frame["customer_id"].map(lambda c: recent.get(c, 0) > 0)
     already = done & reason.isna()
     was_held = pd.Series([existing.get(k) == "holdout" for k in keys], index=frame.index)
 
     if marketing and cap is not None:
         since = ledger_time(as_of - dt.timedelta(days=cap.days), timezone)
-        counts = ledger.sent_since(frame["customer_id"].tolist(), since)
+        counts = ledger.sent_since(ids, since)
         over = frame["customer_id"].map(lambda c: counts.get(c, 0) >= cap.max)
         mark(over & ~already, "frequency_cap")
 
     held = frame["customer_id"].map(lambda c: in_holdout(campaign, c, spec.holdout_percent))
     holdout_mask = held & reason.isna() & ~already
+    waiting = outside_window(frame, spec.send_window, as_of, timezone)
+    mark(waiting & ~holdout_mask & ~already, WAITING)
     send_mask = reason.isna() & ~already & ~holdout_mask
 
     skipped = frame[reason.notna() & ~already]
@@ -220,9 +157,24 @@ def plan_run(
     return Plan(
         campaign=campaign,
         members=len(frame),
-        send=frame[send_mask],
-        holdout=frame[holdout_mask],
+        send=with_variants(frame[send_mask], campaign, spec),
+        holdout=with_variants(frame[holdout_mask], campaign, spec, holdout=True),
         skips=skips,
         already_sent=int((already & ~was_held).sum()),
         held_out_earlier=int((already & was_held).sum()),
+        waiting=int((reason == WAITING).sum()),
     )
+
+
+def with_variants(
+    frame: pd.DataFrame, campaign: str, spec: CampaignSpec, *, holdout: bool = False
+) -> pd.DataFrame:
+    """``frame`` with each member's A/B variant (None without variants, and in the
+    holdout) and its template."""
+    frame = frame.reset_index(drop=True)
+    ids = frame["customer_id"].tolist()
+    variants = [None] * len(ids) if holdout else assign_variants(campaign, ids, spec.variants)
+    templates = {v: spec.template_of(v) for v in set(variants)}
+    frame["variant"] = pd.Series(variants, dtype=object)
+    frame["template"] = pd.Series([templates[v] for v in variants], dtype=object)
+    return frame

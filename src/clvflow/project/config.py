@@ -7,6 +7,7 @@ Operators override a few settings from the environment: ``CLVFLOW_LEDGER_URL``,
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -173,9 +174,7 @@ def load_config(project_dir: Path, env: dict[str, str] | None = None) -> Project
     return apply_environment(config, os.environ if env is None else env)
 
 
-def apply_environment(
-    config: ProjectConfig, env: os._Environ[str] | dict[str, str]
-) -> ProjectConfig:
+def apply_environment(config: ProjectConfig, env: Mapping[str, str]) -> ProjectConfig:
     """Apply ``CLVFLOW_LEDGER_URL``, ``CLVFLOW_DELIVERY`` and ``SENDGRID_API_HOST``."""
     ledger = env.get("CLVFLOW_LEDGER_URL") or config.ledger
     backend = env.get("CLVFLOW_DELIVERY") or config.delivery.backend

@@ -1,12 +1,18 @@
-"""What a campaign run did: counts for the terminal, the Prefect artifacts and the ledger."""
+"""What a run did: counts for the terminal, the Prefect artifacts and the ledger."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from clvflow.delivery.base import SendResult
+    from clvflow.ledger.store import Claim
+    from clvflow.planning.plan import Plan
 
 
 @dataclass
@@ -21,6 +27,16 @@ class BatchResult:
     by_variant: Counter[str] = field(default_factory=Counter)
     failed_by_variant: Counter[str] = field(default_factory=Counter)
     pid: int = field(default_factory=os.getpid)
+
+    def add(self, other: BatchResult) -> None:
+        """Count ``other`` in too (an earlier attempt of the same batch, say)."""
+        self.sent += other.sent
+        self.failed += other.failed
+        self.unknown += other.unknown
+        self.failures.update(other.failures)
+        self.by_locale.update(other.by_locale)
+        self.by_variant.update(other.by_variant)
+        self.failed_by_variant.update(other.failed_by_variant)
 
 
 @dataclass
@@ -48,6 +64,36 @@ class RunSummary:
     planned_by_variant: Counter[str] = field(default_factory=Counter)
     samples: dict[str, str] = field(default_factory=dict)  # variant (or "") → file
     workers: set[int] = field(default_factory=set)
+
+    def planned_as(self, plan: Plan) -> None:
+        """The plan's counts: members, skips by reason, holdout, waiting, planned."""
+        self.members = plan.members
+        self.skipped = plan.skipped_by_reason()
+        self.holdout = len(plan.holdout)
+        self.waiting = plan.waiting
+        self.planned = len(plan.send)
+        self.planned_by_variant = Counter(v for v in plan.send["variant"].tolist() if v)
+
+    def claimed(self, plan: Plan, claims: Sequence[Claim]) -> None:
+        """Members another run claimed first are skipped by this one."""
+        lost = len(plan.send) - len(claims)
+        if lost:
+            self.skipped["claimed_by_another_run"] += lost
+            self.planned -= lost
+            won = {c.customer_id for c in claims}
+            self.planned_by_variant = Counter(
+                v
+                for cid, v in zip(
+                    plan.send["customer_id"].tolist(), plan.send["variant"].tolist(), strict=True
+                )
+                if v and cid in won
+            )
+
+    def count(self, results: Sequence[SendResult]) -> None:
+        """Outcomes not part of a batch result (those before the backend refused the run)."""
+        for result in results:
+            if result.status in ("sent", "failed", "unknown"):
+                setattr(self, result.status, getattr(self, result.status) + 1)
 
     def add(self, result: BatchResult) -> None:
         self.sent += result.sent

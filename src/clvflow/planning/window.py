@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
-from clvflow.campaigns.params import SendWindow
+from clvflow.project.campaign_spec import SendWindow
 
 
 def _zone(name: object, fallback: ZoneInfo) -> ZoneInfo:

@@ -1,76 +1,37 @@
-"""A local stand-in for SendGrid's v3 API, for tests, benchmarks and demos of the sender.
-
-It serves, on 127.0.0.1 only:
-
-* ``POST /v3/mail/send``: bearer-key check (401/403), JSON parsing, validation against the
-  packaged schema plus SendGrid's extra rules (see :mod:`clvflow.delivery.standin_rules`), 413 for
-  bodies of 30 MB or more, 202 with a unique ``X-Message-Id`` (200 and nothing delivered in
-  sandbox mode). Every accepted request is recorded for inspection.
-* ``GET /v3/suppression/{unsubscribes,bounces,spam_reports}`` (paged with ``limit``/``offset``)
-  and ``GET /v3/asm/groups/{id}/suppressions``, seeded with :meth:`SendGridStandIn.add_suppression`.
-
-Fault injection (:class:`FaultConfig`, changeable while running) produces 429s with rate-limit
-headers, 500s, 503s, slow responses, dropped connections and "accepted, then dropped"
-connections (the message is recorded, the client sees no reply: a real "maybe sent"). Faults
-are drawn from a seeded RNG, two draws per mail-send request, so a sequential client sees the
-same sequence for the same seed. They are decided before acceptance: a 429/5xx/drop records
-nothing.
-
-The server (:mod:`clvflow.delivery.standin_http`) speaks HTTP/1.1 with persistent
-connections from one thread, requests framed by llhttp (the official client's
-``Connection: close`` is honoured too)::
-
-    with SendGridStandIn(api_keys={"SG.test"}, faults=FaultConfig(rate_429=0.1), seed=1) as sg:
-        client = SendGridAPIClient("SG.test", host=sg.url)
-        ...
-        assert sg.deliveries_per_recipient()["ann@example.com"] == 1
-
-Command line: ``python -m clvflow.delivery.standin --port 8025 --key SG.test --rate-429 0.1``.
-"""
+"""The stand-in itself: SendGrid's state (keys, faults, accepted messages, suppressions)
+and a uvicorn server for :class:`~.app.StandInApp` in a daemon thread."""
 
 from __future__ import annotations
 
-import argparse
 import base64
-import contextlib
 import dataclasses
 import itertools
-import json
 import logging
-import math
 import random
-import resource
-import signal
 import socket
-import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from types import FrameType, TracebackType
-from typing import Any, Literal, Self
+from types import TracebackType
+from typing import Any, Final, Literal, Self
 
-from clvflow.delivery.standin_faults import FaultConfig, Outcome
-from clvflow.delivery.standin_http import LIST_KINDS, MAX_BODY_BYTES, StandInServer
-from clvflow.delivery.standin_rules import mail_send_validator
-from clvflow.heap import start_bulk_work
+import uvicorn
 
-__all__ = [
-    "MAX_BODY_BYTES",
-    "AcceptedMessage",
-    "FaultConfig",
-    "SendGridStandIn",
-    "SuppressionKind",
-    "main",
-    "personal_bodies",
-]
+from .app import LIST_KINDS, MAX_BODY_BYTES, StandInApp
+from .faults import FaultConfig, Outcome
+from .rules import mail_send_validator
 
-logger = logging.getLogger(__name__)
+__all__ = ["AcceptedMessage", "SendGridStandIn", "SuppressionKind", "personal_bodies"]
 
 SuppressionKind = Literal["unsubscribes", "bounces", "spam_reports", "asm_group"]
+
+START_TIMEOUT_S: Final = 10.0
+STOP_TIMEOUT_S: Final = 5.0
+# what uvicorn logs when an application leaves a reply unfinished, as a drop fault does
+_UNFINISHED_REPLY: Final = "ASGI callable returned without completing response."
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +77,7 @@ def personal_bodies(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-_PERSONAL_OVER_MESSAGE = frozenset({"subject", "headers", "custom_args", "substitutions"})
+_PERSONAL_OVER_MESSAGE: Final = frozenset({"subject", "headers", "custom_args", "substitutions"})
 
 
 def _substituted(value: str, substitutions: Mapping[str, str]) -> str:
@@ -125,8 +86,31 @@ def _substituted(value: str, substitutions: Mapping[str, str]) -> str:
     return value
 
 
+class _HideDeliberateDrops(logging.Filter):
+    """Drops uvicorn's error line for an unfinished reply when it comes from one serving
+    thread: there, an unfinished reply is a drop fault, not a fault of the application."""
+
+    def __init__(self, thread: threading.Thread) -> None:
+        super().__init__()
+        self.thread = thread
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.thread == self.thread.ident and record.msg == _UNFINISHED_REPLY)
+
+
+@dataclass(slots=True)
+class _Serving:
+    """A running server: uvicorn, its thread and its bound address."""
+
+    server: uvicorn.Server
+    thread: threading.Thread
+    log_filter: _HideDeliberateDrops
+    host: str
+    port: int
+
+
 class SendGridStandIn:
-    """A SendGrid v3 stand-in on a free loopback port, run in a background thread.
+    """A SendGrid v3 stand-in on a loopback port, served by uvicorn in a daemon thread.
 
     Use it as a context manager (or call :meth:`start` / :meth:`stop`). All public methods are
     thread-safe and may be called while requests are being served.
@@ -139,8 +123,7 @@ class SendGridStandIn:
         host: interface to bind; keep the loopback default.
         port: port to bind; 0 picks a free one.
         max_body_bytes: bodies of this size or more get 413.
-        idle_timeout_s: a connection with no request activity this long is closed (idle
-            between requests, or stalled while sending one; never while it is answered).
+        idle_timeout_s: a kept-alive connection idle this long between requests is closed.
         clock: epoch-seconds clock for ``send_at`` checks, rate-limit resets and records.
         keep_content: record each accepted body whole; ``False`` drops its ``content``
             and its personalizations' ``substitutions`` (validated all the same) so a
@@ -182,49 +165,72 @@ class SendGridStandIn:
         self._drops = 0
         self._suppressions: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in LIST_KINDS}
         self._groups: dict[int, dict[str, str]] = {}
-        # each open connection → when it last saw request activity (inf: a request is being
-        # answered, or the reaper has shut it)
-        self._last_active: dict[socket.socket, float] = {}
-        self._reaper: threading.Thread | None = None
-        self._server: StandInServer | None = None
-        self._thread: threading.Thread | None = None
-        self._stop_event = threading.Event()
-        mail_send_validator()  # compile the schema now, not on the first request
+        self._lifecycle = threading.Lock()  # one start or stop at a time
+        self._serving: _Serving | None = None
+        mail_send_validator()  # build the validator now, not on the first request
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> Self:
-        """Bind and serve in a daemon thread; returns ``self``."""
-        if self._server is not None:
-            raise RuntimeError("the stand-in is already running")
-        self._stop_event.clear()
-        self._server = StandInServer(self._bind, self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"sendgrid-standin:{self._server.server_port}",
-            daemon=True,
-        )
-        self._thread.start()
-        self._reaper = threading.Thread(
-            target=self._reap_idle, name="sendgrid-standin-reaper", daemon=True
-        )
-        self._reaper.start()
+    def start(self, timeout: float = START_TIMEOUT_S) -> Self:
+        """Bind, serve in a daemon thread and wait until it accepts connections; returns
+        ``self``. Raises :class:`RuntimeError` if it is running already or does not start
+        within ``timeout`` seconds, :class:`OSError` if the address cannot be bound."""
+        with self._lifecycle:
+            if self._serving is not None:
+                raise RuntimeError("the stand-in is already running")
+            sock = socket.create_server(self._bind, backlog=128)
+            try:
+                self._serving = self._serve(sock, timeout)
+            except BaseException:
+                sock.close()
+                raise
         return self
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop serving, close open connections and the listening socket (idempotent)."""
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
-            return
-        self._stop_event.set()
-        server.shutdown()
-        thread.join(timeout)
-        if self._reaper is not None:
-            self._reaper.join(timeout)
-            self._reaper = None
-        server.server_close()  # closes every connection the serving thread held
-        self._server = None
-        self._thread = None
+    def _serve(self, sock: socket.socket, timeout: float) -> _Serving:
+        host, port = sock.getsockname()[:2]
+        config = uvicorn.Config(
+            StandInApp(self),
+            http="httptools",  # passes the informational head of a drop fault on as it is
+            ws="none",
+            lifespan="off",
+            loop="asyncio",
+            log_config=None,  # leave the process's logging as it is
+            access_log=False,
+            # uvicorn hands this to loop.call_later, which takes any number of seconds
+            timeout_keep_alive=self.idle_timeout_s,  # type: ignore[arg-type]
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(
+            target=server.run,
+            kwargs={"sockets": [sock]},  # uvicorn closes it when it stops
+            name=f"sendgrid-standin:{port}",
+            daemon=True,
+        )
+        log_filter = _HideDeliberateDrops(thread)
+        logging.getLogger("uvicorn.error").addFilter(log_filter)
+        thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                server.should_exit = True
+                thread.join(timeout)
+                logging.getLogger("uvicorn.error").removeFilter(log_filter)
+                raise RuntimeError(f"the stand-in did not start on {host}:{port}")
+            thread.join(0.01)  # wait a little, or until the thread ends
+        return _Serving(server, thread, log_filter, str(host), int(port))
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop serving: close idle connections and the listening socket, let replies in
+        progress finish (up to ``timeout`` seconds), then end the thread (idempotent)."""
+        with self._lifecycle:
+            serving, self._serving = self._serving, None
+            if serving is None:
+                return
+            serving.server.should_exit = True
+            serving.thread.join(timeout)
+            if serving.thread.is_alive():
+                serving.server.force_exit = True
+                serving.thread.join(timeout)
+            logging.getLogger("uvicorn.error").removeFilter(serving.log_filter)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -240,27 +246,29 @@ class SendGridStandIn:
     @property
     def running(self) -> bool:
         """Whether the server is serving."""
-        return self._server is not None
+        return self._serving is not None
 
     @property
     def host(self) -> str:
         """The bound address."""
-        return self._require_server().server_name
+        return self._require_serving().host
 
     @property
     def port(self) -> int:
         """The bound port (the free port picked when ``port=0``)."""
-        return self._require_server().server_port
+        return self._require_serving().port
 
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:40123`` (pass it as ``host=`` to the client)."""
-        return f"http://{self.host}:{self.port}"
+        serving = self._require_serving()
+        return f"http://{serving.host}:{serving.port}"
 
-    def _require_server(self) -> StandInServer:
-        if self._server is None:
+    def _require_serving(self) -> _Serving:
+        serving = self._serving
+        if serving is None:
             raise RuntimeError("the stand-in is not running; use start() or a with block")
-        return self._server
+        return serving
 
     # -- faults -------------------------------------------------------------------------------
     @property
@@ -280,11 +288,12 @@ class SendGridStandIn:
             self._faults = dataclasses.replace(self._faults, **changes)
             return self._faults
 
-    def _draw_fault(self) -> tuple[FaultConfig, Outcome, bool]:
+    def _draw_fault(self) -> tuple[FaultConfig, Outcome, float]:
+        """The faults in force, the outcome drawn and the delay drawn (two draws)."""
         with self._lock:
             faults = self._faults
             u, v = self._rng.random(), self._rng.random()
-        return faults, faults.outcome(u), v < faults.rate_slow
+        return faults, faults.outcome(u), faults.slow_delay_s if v < faults.rate_slow else 0.0
 
     # -- keys ---------------------------------------------------------------------------------
     def _known_key(self, key: str) -> bool:
@@ -303,21 +312,19 @@ class SendGridStandIn:
         sandbox: bool,
         dropped: bool,
     ) -> str:
-        # unique per stand-in: a random prefix and a counter (a uuid4 per request costs a
-        # urandom call, and with it a GIL hand-over, on every request)
-        message_id = f"{self._id_prefix}.{next(self._ids):x}"
-        if not self.keep_content:  # long runs: keep who and why, not the (large) parts
+        """Record an accepted body; returns its new message id."""
+        if not self.keep_content:  # keep who and why, not the (large) parts
             body = {k: v for k, v in body.items() if k != "content"}
             body["personalizations"] = [
                 {k: v for k, v in pers.items() if k != "substitutions"}
-                if "substitutions" in pers
-                else pers
                 for pers in body["personalizations"]
             ]
-        record = AcceptedMessage(
-            message_id, body, headers, key, self.clock(), sandbox, connection_dropped=dropped
-        )
+        received_at = self.clock()
         with self._lock:
+            message_id = f"{self._id_prefix}.{next(self._ids):x}"
+            record = AcceptedMessage(
+                message_id, body, headers, key, received_at, sandbox, connection_dropped=dropped
+            )
             (self._sandboxed if sandbox else self._accepted).append(record)
         return message_id
 
@@ -425,7 +432,7 @@ class SendGridStandIn:
             entry["ip"] = ip or "127.0.0.1"
         with self._lock:
             bucket = self._suppressions[kind]
-            bucket.pop(email.lower(), None)
+            bucket.pop(email.lower(), None)  # a new entry goes last
             bucket[email.lower()] = entry
 
     def clear_suppressions(self) -> None:
@@ -449,133 +456,3 @@ class SendGridStandIn:
     def _group_suppressions(self, group_id: int) -> list[str]:
         with self._lock:
             return list(self._groups.get(group_id, {}).values())
-
-    # -- connections --------------------------------------------------------------------------
-    def _register(self, conn: socket.socket) -> None:
-        with self._lock:
-            self._last_active[conn] = time.monotonic()
-
-    def _unregister(self, conn: socket.socket) -> None:
-        with self._lock:
-            self._last_active.pop(conn, None)
-
-    def _active(self, conn: socket.socket, *, busy: bool = False) -> None:
-        """A request started or ended on ``conn`` (``busy``: it is being answered)."""
-        with self._lock:
-            if conn in self._last_active:
-                self._last_active[conn] = math.inf if busy else time.monotonic()
-
-    def _reap_idle(self) -> None:
-        """Close connections without request activity for ``idle_timeout_s``: shut down,
-        a connection reads as ended on the serving thread, which closes it."""
-        interval = min(1.0, max(0.01, self.idle_timeout_s / 4))
-        while not self._stop_event.wait(interval):
-            cutoff = time.monotonic() - self.idle_timeout_s
-            with self._lock:
-                idle = [conn for conn, at in self._last_active.items() if at < cutoff]
-                for conn in idle:
-                    self._last_active[conn] = math.inf  # shut once; closing unregisters it
-            for conn in idle:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m clvflow.delivery.standin",
-        description="Run a local SendGrid v3 stand-in in the foreground (Ctrl-C to stop).",
-    )
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback)")
-    p.add_argument("--port", type=int, default=8025, help="port (0 picks a free one)")
-    p.add_argument("--key", action="append", dest="keys", help="accepted API key (repeatable)")
-    p.add_argument("--forbidden-key", action="append", default=[], help="key answered with 403")
-    p.add_argument("--seed", type=int, default=None, help="seed of the fault RNG")
-    for name in ("429", "500", "503", "drop", "accept-drop", "slow"):
-        p.add_argument(f"--rate-{name}", type=float, default=0.0, metavar="P")
-    p.add_argument("--slow-delay", type=float, default=0.5, metavar="SECONDS")
-    p.add_argument("--rate-limit-limit", type=int, default=600, metavar="N")
-    p.add_argument("--rate-limit-reset", type=float, default=1.0, metavar="SECONDS")
-    p.add_argument("--faults-on-suppressions", action="store_true")
-    p.add_argument("--verbose", action="store_true", help="log every request to stderr")
-    p.add_argument(
-        "--no-content", action="store_true", help="record accepted bodies without their content"
-    )
-    p.add_argument(
-        "--report",
-        metavar="FILE",
-        help="on exit, write a JSON report: replies by status, deliveries per recipient, CPU",
-    )
-    return p
-
-
-def report(standin: SendGridStandIn) -> dict[str, Any]:
-    """What the stand-in saw, for a caller in another process (see ``--report``)."""
-    per_recipient = standin.deliveries_per_recipient()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {
-        "accepted": len(standin.accepted()),
-        "deliveries": sum(per_recipient.values()),
-        "sandboxed": len(standin.sandboxed()),
-        "statuses": {str(k): v for k, v in sorted(standin.status_counts().items())},
-        "dropped_connections": standin.dropped_connections(),
-        "recipients": len(per_recipient),
-        "recipients_more_than_once": sorted(e for e, n in per_recipient.items() if n > 1),
-        "cpu_seconds": usage.ru_utime + usage.ru_stime,
-        "max_rss_mb": usage.ru_maxrss / 1024,
-    }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry: serve until interrupted; prints the base URL on stdout."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    start_bulk_work()  # a server process of its own: it keeps every accepted request
-    try:
-        faults = FaultConfig(
-            rate_429=args.rate_429,
-            rate_500=args.rate_500,
-            rate_503=args.rate_503,
-            rate_drop=args.rate_drop,
-            rate_accept_drop=args.rate_accept_drop,
-            rate_slow=args.rate_slow,
-            slow_delay_s=args.slow_delay,
-            rate_limit_limit=args.rate_limit_limit,
-            rate_limit_reset_s=args.rate_limit_reset,
-            affect_suppressions=args.faults_on_suppressions,
-        )
-    except ValueError as exc:
-        parser.error(str(exc))
-    if args.verbose:
-        logging.basicConfig(format="%(asctime)s %(message)s")
-        logger.setLevel(logging.DEBUG)
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    keys = args.keys or ["SG.test"]
-    standin = SendGridStandIn(
-        keys,
-        forbidden_keys=args.forbidden_key,
-        faults=faults,
-        seed=args.seed,
-        host=args.host,
-        port=args.port,
-        keep_content=not args.no_content,
-    )
-    with standin as sg:
-        print(sg.url, flush=True)
-        print(f"keys: {', '.join(keys)}; Ctrl-C to stop", file=sys.stderr, flush=True)
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
-    if args.report:
-        Path(args.report).write_text(json.dumps(report(standin), indent=1), encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Fault injection for the SendGrid stand-in: which reply (or none) a request gets."""
+"""Fault injection: which reply (or none) a request gets."""
 
 from __future__ import annotations
 
@@ -8,6 +8,14 @@ from typing import Literal
 __all__ = ["FaultConfig", "Outcome"]
 
 Outcome = Literal["ok", "drop", "accept_drop", "429", "500", "503"]
+
+_EXCLUSIVE: tuple[tuple[Outcome, str], ...] = (
+    ("drop", "rate_drop"),
+    ("accept_drop", "rate_accept_drop"),
+    ("429", "rate_429"),
+    ("500", "rate_500"),
+    ("503", "rate_503"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +44,7 @@ class FaultConfig:
     """Also apply faults to the suppression GET endpoints (accept-drop acts as a drop)."""
 
     def __post_init__(self) -> None:
-        for name in ("rate_429", "rate_500", "rate_503", "rate_drop", "rate_accept_drop"):
+        for _, name in _EXCLUSIVE:
             _check_rate(name, getattr(self, name))
         _check_rate("rate_slow", self.rate_slow)
         if self.exclusive_total() > 1.0 + 1e-9:
@@ -48,23 +56,15 @@ class FaultConfig:
 
     def exclusive_total(self) -> float:
         """Sum of the mutually exclusive fault rates."""
-        return (
-            self.rate_drop + self.rate_accept_drop + self.rate_429 + self.rate_500 + self.rate_503
-        )
+        return sum(float(getattr(self, name)) for _, name in _EXCLUSIVE)
 
     def outcome(self, u: float) -> Outcome:
         """The outcome for a uniform draw ``u`` in [0, 1)."""
         edge = 0.0
-        for name, rate in (
-            ("drop", self.rate_drop),
-            ("accept_drop", self.rate_accept_drop),
-            ("429", self.rate_429),
-            ("500", self.rate_500),
-            ("503", self.rate_503),
-        ):
-            edge += rate
+        for outcome, name in _EXCLUSIVE:
+            edge += getattr(self, name)
             if u < edge:
-                return name  # type: ignore[return-value]
+                return outcome
         return "ok"
 
 

@@ -10,7 +10,7 @@ import bisect
 import hashlib
 from collections.abc import Sequence
 
-from clvflow.campaigns.params import Variant
+from clvflow.project.campaign_spec import Variant
 
 
 def unit_hash(campaign: str, customer_id: str, salt: str) -> float:

@@ -1,0 +1,74 @@
+"""Run one campaign: its segment's members through the pipeline (plan → claim → render →
+send → record), with the configured sender. The Prefect flow runs the same stages as tasks."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from clvflow.campaigns.catalog import Campaign
+from clvflow.delivery.base import Sender
+from clvflow.delivery.senders import open_sender
+from clvflow.pipeline import run as pipeline
+from clvflow.pipeline.job import Job
+from clvflow.pipeline.summary import RunSummary
+from clvflow.pipeline.workspace import Workspace, open_workspace
+from clvflow.project.clock import local_now
+from clvflow.project.layout import Project
+from clvflow.segments.catalog import SegmentCatalog, compile_segment
+from clvflow.segments.members import member_frame
+
+
+def campaign_job(
+    project: Project,
+    campaign: Campaign,
+    as_of: dt.datetime | None = None,
+    dry_run: bool = False,
+    run_id: str | None = None,
+) -> Job:
+    when = (as_of or local_now(project.config.shop.timezone)).replace(tzinfo=None)
+    if run_id is None:
+        return Job(campaign.name, campaign.spec, when, dry_run=dry_run)
+    return Job(campaign.name, campaign.spec, when, run_id=run_id, dry_run=dry_run)
+
+
+def new_summary(job: Job, segment: str) -> RunSummary:
+    return RunSummary(
+        campaign=job.name,
+        run_id=job.run_id,
+        as_of=job.as_of,
+        dry_run=job.dry_run,
+        segment=segment,
+        occurrence=job.occurrence,
+    )
+
+
+def segment_members(ws: Workspace, segment: str, as_of: dt.datetime) -> pd.DataFrame:
+    """The segment's members as of ``as_of``, with every attribute."""
+    catalog = SegmentCatalog.load(ws.project.segments_dir)
+    compiled = compile_segment(catalog, segment, ws.data, as_of)
+    return member_frame(ws.data, compiled, as_of)
+
+
+def run_campaign(
+    project: Project,
+    campaign: Campaign,
+    *,
+    as_of: dt.datetime | None = None,
+    dry_run: bool = False,
+    sender: Sender | None = None,
+    progress: pipeline.Progress | None = None,
+) -> RunSummary:
+    """Run a campaign without Prefect. A sender that cannot open (no key, a bad URL) stops
+    the run before anything is planned."""
+    job = campaign_job(project, campaign, as_of, dry_run)
+    owned = None if sender is not None or dry_run else open_sender(project)
+    try:
+        with open_workspace(project, job.as_of) as ws:
+            members = segment_members(ws, campaign.spec.segment, job.as_of)
+            summary = new_summary(job, campaign.spec.segment)
+            return pipeline.run(ws, job, members, sender or owned, summary, progress=progress)
+    finally:
+        if owned is not None:
+            owned.close()

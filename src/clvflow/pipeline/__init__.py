@@ -1,0 +1,1 @@
+"""One run: plan → claim → render → send → record, for a campaign or a journey's step."""

@@ -1,0 +1,27 @@
+"""What one run of the pipeline sends, and as of when."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+
+from clvflow.project.campaign_spec import CampaignSpec
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run: the ledger's campaign key, what it sends (templates, variants, promo,
+    resend policy, holdout, send window), its instant and its id."""
+
+    name: str
+    spec: CampaignSpec
+    as_of: dt.datetime
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    dry_run: bool = False
+    headers: tuple[tuple[str, str], ...] = ()  # added to every message
+
+    @property
+    def occurrence(self) -> str:
+        """The run's occurrence as the summary shows it (per_order: decided per customer)."""
+        return self.spec.occurrence(self.as_of)

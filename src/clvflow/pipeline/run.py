@@ -1,0 +1,130 @@
+"""One run, top to bottom: plan → claim → for each batch: render → send → record.
+
+A batch needs nothing from the run that planned it but its claims: :func:`send_batch` works
+as well in another process (the flow's fan-out) with a workspace of its own and the rows
+read from the shop's data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+
+from clvflow.delivery.base import SendAbortedError, Sender
+from clvflow.ledger.store import Claim
+from clvflow.personalization.orders import OrderView
+from clvflow.pipeline.claim import batches, claim, still_claimed
+from clvflow.pipeline.job import Job
+from clvflow.pipeline.record import record
+from clvflow.pipeline.render import Rows, planned_rows, render
+from clvflow.pipeline.send import hand_over
+from clvflow.pipeline.summary import BatchResult, RunSummary
+from clvflow.pipeline.workspace import Workspace
+from clvflow.planning.plan import Plan, plan_run
+
+Progress = Callable[[int, int], None]  # (batches done, batches in all)
+
+
+def reconcile(ws: Workspace, job: Job) -> tuple[int, int]:
+    """After a dead run of the same campaign: (claims released to be planned again,
+    messages it left ``sending``, now ``unknown``)."""
+    return (0, 0) if job.dry_run else ws.ledger.reconcile(job.name)
+
+
+def plan(ws: Workspace, job: Job, members: pd.DataFrame) -> Plan:
+    """Who gets a message: members − suppressed − already sent − capped − holdout − outside
+    the send window, each skip with its reason."""
+    cfg = ws.project.config
+    return plan_run(
+        job.name,
+        job.spec,
+        members,
+        ws.ledger,
+        job.as_of,
+        marketing=ws.kind(job.spec.templates) == "marketing",
+        cap=cfg.limits.frequency_cap,
+        timezone=cfg.shop.timezone,
+    )
+
+
+def claim_plan(ws: Workspace, job: Job, plan: Plan) -> list[Claim]:
+    """Claim the plan's messages; the data of the claimed customers is read ahead in the
+    order the batches will ask for it."""
+    lease = ws.project.config.limits.run_lease_seconds
+    claims = claim(ws.ledger, job, plan, ws.kind(job.spec.templates), lease)
+    ws.composer.expect([c.customer_id for c in claims])
+    return claims
+
+
+def send_batch(
+    ws: Workspace,
+    job: Job,
+    batch: Sequence[Claim],
+    sender: Sender | None,
+    rows: Rows,
+    orders: dict[str, OrderView] | None = None,
+) -> BatchResult:
+    """Render, hand over and record one batch. A retry of a batch sends only what is still
+    ``claimed``. If the backend refuses the run, what it did is recorded and the error
+    propagates."""
+    cfg = ws.project.config
+    fresh, earlier = (
+        (list(batch), BatchResult()) if job.dry_run else still_claimed(ws.ledger, batch)
+    )
+    rendered = render(ws.composer, ws.ledger, cfg.shop, job, fresh, rows, orders)
+    try:
+        results = hand_over(ws.ledger, sender, rendered, job.dry_run)
+    except SendAbortedError as stop:
+        record(ws.ledger, rendered, stop.results)  # what was done before the refusal
+        raise
+    lease = (job.run_id, cfg.limits.run_lease_seconds)
+    result = record(ws.ledger, rendered, results, lease, job.dry_run)
+    result.add(earlier)
+    return result
+
+
+def run(
+    ws: Workspace,
+    job: Job,
+    members: pd.DataFrame,
+    sender: Sender | None,
+    summary: RunSummary,
+    *,
+    orders: dict[str, OrderView] | None = None,
+    progress: Progress | None = None,
+) -> RunSummary:
+    """The whole run for ``members`` (one row per customer, every attribute). Every planned
+    message ends with one recorded outcome; on any error the claims never handed over are
+    released (planned again by the next run) and the run is recorded as failed."""
+    summary.released, summary.earlier_unknown = reconcile(ws, job)
+    planned = plan(ws, job, members)
+    summary.planned_as(planned)
+    claims = claim_plan(ws, job, planned)
+    summary.claimed(planned, claims)
+    rows = planned_rows(planned.send)
+    todo = batches(claims, job.spec.batch_size or ws.project.config.limits.batch_size)
+    try:
+        for index, batch in enumerate(todo, start=1):
+            summary.add(send_batch(ws, job, batch, sender, rows, orders))
+            if progress is not None:
+                progress(index, len(todo))
+    except BaseException as exc:
+        if isinstance(exc, SendAbortedError):
+            summary.count(exc.results)
+        release_unsent(ws, job, claims, summary)
+        finish(ws, job, summary, "failed")
+        raise
+    return finish(ws, job, summary)
+
+
+def release_unsent(ws: Workspace, job: Job, claims: Sequence[Claim], summary: RunSummary) -> None:
+    """After an error: give back every claim that was never handed to the sender."""
+    if not job.dry_run:
+        summary.released += ws.ledger.release([c.id for c in claims])
+
+
+def finish(ws: Workspace, job: Job, summary: RunSummary, status: str = "finished") -> RunSummary:
+    if not job.dry_run:
+        ws.ledger.finish_run(job.run_id, status, summary.as_dict())
+    return summary

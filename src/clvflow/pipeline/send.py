@@ -1,0 +1,31 @@
+"""Send: mark a rendered batch ``sending`` (with the promo codes it carries, in one commit)
+and hand it to the sender. A batch is never ``sending`` before it goes, so a crash cannot
+turn a message that never left into ``unknown``; one that may have left never goes again."""
+
+from __future__ import annotations
+
+from clvflow.delivery.base import SendAbortedError, Sender, SendResult
+from clvflow.ledger.store import Ledger
+from clvflow.pipeline.render import Rendered
+
+
+def hand_over(
+    ledger: Ledger, sender: Sender | None, rendered: Rendered, dry_run: bool = False
+) -> list[SendResult]:
+    """One result per message that left or failed (a dry run: each as sent, nothing
+    leaves). If the backend refuses the run (:class:`SendAbortedError`), the messages it
+    never touched go back to ``claimed``."""
+    if dry_run:
+        return [SendResult(m.message_id, "sent") for m in rendered.messages]
+    if not rendered.messages:
+        return []
+    if sender is None:
+        raise ValueError("a run that sends needs a sender")
+    ids = [m.message_id for m in rendered.messages]
+    ledger.mark_sending(ids, rendered.codes)
+    try:
+        return sender.send_batch(rendered.messages)
+    except SendAbortedError as stop:
+        done = {r.message_id for r in stop.results}
+        ledger.revert_sending([i for i in ids if i not in done])
+        raise
