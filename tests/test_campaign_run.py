@@ -4,13 +4,18 @@ outbox files, headers, idempotent re-runs, holdout and promo codes in the ledger
 from __future__ import annotations
 
 import email
+from collections import Counter
+from collections.abc import Sequence
 from email import policy
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from clvflow.campaigns.catalog import load_campaigns
 from clvflow.campaigns.run import campaign_job, run_campaign, segment_members
+from clvflow.delivery.base import SendResult
+from clvflow.delivery.message import OutgoingMessage
 from clvflow.delivery.outbox import OutboxSender
 from clvflow.ledger.schema import messages, promo_codes, runs, skips
 from clvflow.ledger.store import Ledger
@@ -41,6 +46,11 @@ deployments:
     parameters:
       campaign: everyone
       spec: {segment: everyone, template: hello, resend: once}
+  - name: one-by-one
+    entrypoint: flows/campaign.py:campaign_flow
+    parameters:
+      campaign: one-by-one
+      spec: {segment: everyone, template: hello, resend: once, batch_size: 1}
   - name: win-back
     entrypoint: flows/campaign.py:campaign_flow
     parameters:
@@ -174,6 +184,65 @@ def test_every_delivered_batch_renews_the_run_lease(project: Project) -> None:
         assert pipeline.send_batch(ws, job, claims, sender, planned_rows(planned.send)).sent == 4
         [lease] = _rows(project, runs, runs.c.run_id == job.run_id)
     assert lease["lease_until"] > utcnow()
+
+
+class Watching:
+    """The real outbox; as each batch arrives, it notes the status of every message of the
+    run in the ledger."""
+
+    name = "outbox"
+
+    def __init__(self, project: Project) -> None:
+        self.outbox = OutboxSender(project.outbox_dir)
+        self.project = project
+        self.seen: list[dict[str, int]] = []
+
+    def send_batch(self, batch: Sequence[OutgoingMessage]) -> list[SendResult]:
+        rows = _rows(self.project, messages, messages.c.campaign == "one-by-one")
+        self.seen.append(dict(Counter(str(r["status"]) for r in rows)))
+        return self.outbox.send_batch(batch)
+
+    def close(self) -> None:
+        self.outbox.close()
+
+
+def test_a_batch_is_sending_only_once_the_sender_takes_it(project: Project) -> None:
+    """Batch k + 1 renders while batch k is on the wire, but it is marked ``sending`` only
+    as the sender takes it, and batch k is recorded by then: a crash never leaves a
+    message ``sending`` (later: ``unknown``) that was never handed over."""
+    sender = Watching(project)
+    summary = run_campaign(project, _campaign(project, "one-by-one"), as_of=AS_OF, sender=sender)
+    assert summary.sent == 4
+    assert sender.seen == [
+        {"sending": 1, "claimed": 3},
+        {"sent": 1, "sending": 1, "claimed": 2},
+        {"sent": 2, "sending": 1, "claimed": 1},
+        {"sent": 3, "sending": 1},
+    ]
+
+
+def test_a_batch_that_fails_to_render_stops_the_run_and_the_one_on_the_wire_is_recorded(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clvflow.rendering.composer import Composer
+
+    composed = Composer.compose
+    calls = 0
+
+    def third_fails(self: Composer, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise OSError("the template folder went away")
+        return composed(self, *args, **kwargs)
+
+    monkeypatch.setattr(Composer, "compose", third_fails)
+    with pytest.raises(OSError, match="went away"):
+        run_campaign(project, _campaign(project, "one-by-one"), as_of=AS_OF)
+    rows = _rows(project, messages, messages.c.campaign == "one-by-one")
+    # batch 2 was on the wire while batch 3 rendered: recorded sent; 3 and 4 released
+    assert sorted((r["customer_id"], r["status"]) for r in rows) == [("C1", "sent"), ("C2", "sent")]
+    assert len(list(project.outbox_dir.glob("one-by-one/**/*.eml"))) == 2
 
 
 def test_dry_run_records_nothing(project: Project) -> None:

@@ -84,23 +84,18 @@ def send_pooled_task(batch: Opaque[BatchJob], index: int, total: int) -> BatchRe
 
 
 @task(
-    name="render and send batch",
+    name="render batch",
     cache_policy=NO_CACHE,
     task_run_name="batch {index}/{total}",
     retries=2,
     retry_delay_seconds=2,
 )
-def send_local_task(
-    ws: Workspace,
-    job: Job,
-    batch: Opaque[list[Claim]],
-    sender: Sender | None,
-    rows: Rows,
-    index: int,
-    total: int,
-) -> BatchResult:
-    """One batch in the flow's process; a retry sends only what was never handed over."""
-    return pipeline.send_batch(ws, job, batch.value, sender, rows)
+def render_task(
+    ws: Workspace, job: Job, batch: Opaque[list[Claim]], rows: Rows, index: int, total: int
+) -> Opaque[pipeline.Prepared]:
+    """Render a batch in the flow's process; nothing is handed over yet, so a retry is safe.
+    (Sending is no task of its own: the batch goes while the next one renders.)"""
+    return Opaque(pipeline.prepare(ws, job, batch.value, rows))
 
 
 def send_batches(
@@ -115,9 +110,13 @@ def send_batches(
     todo = batches(claims, job.spec.batch_size or ws.project.config.limits.batch_size)
     total = len(todo)
     if job.spec.workers <= 1 or job.dry_run or total <= 1:
-        for index, batch in enumerate(todo, start=1):
-            yield send_local_task(ws, job, Opaque(batch), sender, rows, index, total)
-            progress(index, total)
+
+        def prepare_batch(index: int, batch: Sequence[Claim]) -> pipeline.Prepared:
+            return render_task(ws, job, Opaque(list(batch)), rows, index, total).value
+
+        for done, result in enumerate(pipeline.deliver(ws, job, todo, sender, prepare_batch), 1):
+            yield result
+            progress(done, total)
         return
     root = str(ws.project.root)
     with ProcessPoolTaskRunner(max_workers=min(job.spec.workers, total)) as runner:

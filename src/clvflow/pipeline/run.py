@@ -7,17 +7,21 @@ read from the shop's data.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass
+from functools import partial
 
 import pandas as pd
 
-from clvflow.delivery.base import SendAbortedError, Sender
+from clvflow.delivery.base import SendAbortedError, Sender, SendResult
 from clvflow.ledger.store import Claim
 from clvflow.personalization.orders import OrderView
 from clvflow.pipeline.claim import batches, claim, still_claimed
 from clvflow.pipeline.job import Job
 from clvflow.pipeline.record import record
-from clvflow.pipeline.render import Rows, planned_rows, render
+from clvflow.pipeline.render import Rendered, Rows, planned_rows, render
 from clvflow.pipeline.send import hand_over
 from clvflow.pipeline.summary import BatchResult, RunSummary
 from clvflow.pipeline.workspace import Workspace
@@ -57,6 +61,46 @@ def claim_plan(ws: Workspace, job: Job, plan: Plan) -> list[Claim]:
     return claims
 
 
+@dataclass
+class Prepared:
+    """A batch rendered, nothing of it handed over yet; and what an earlier attempt of the
+    same batch recorded."""
+
+    rendered: Rendered
+    earlier: BatchResult
+
+
+def prepare(
+    ws: Workspace,
+    job: Job,
+    batch: Sequence[Claim],
+    rows: Rows,
+    orders: dict[str, OrderView] | None = None,
+) -> Prepared:
+    """Render a batch. A retry of a batch renders only what is still ``claimed``."""
+    fresh, earlier = list(batch), BatchResult()
+    if not job.dry_run:
+        fresh, earlier = still_claimed(ws.ledger, batch)
+    rendered = render(ws.composer, ws.ledger, ws.project.config.shop, job, fresh, rows, orders)
+    return Prepared(rendered, earlier)
+
+
+def settle(
+    ws: Workspace, job: Job, prepared: Prepared, results: Callable[[], list[SendResult]]
+) -> BatchResult:
+    """Record a batch's outcomes once ``results`` gives them (renewing the run's lease). If
+    the backend refused the run, what it did is recorded and the error propagates."""
+    try:
+        sent = results()
+    except SendAbortedError as stop:
+        record(ws.ledger, prepared.rendered, stop.results)
+        raise
+    lease = (job.run_id, ws.project.config.limits.run_lease_seconds)
+    result = record(ws.ledger, prepared.rendered, sent, lease, job.dry_run)
+    result.add(prepared.earlier)
+    return result
+
+
 def send_batch(
     ws: Workspace,
     job: Job,
@@ -65,23 +109,40 @@ def send_batch(
     rows: Rows,
     orders: dict[str, OrderView] | None = None,
 ) -> BatchResult:
-    """Render, hand over and record one batch. A retry of a batch sends only what is still
-    ``claimed``. If the backend refuses the run, what it did is recorded and the error
-    propagates."""
-    cfg = ws.project.config
-    fresh, earlier = (
-        (list(batch), BatchResult()) if job.dry_run else still_claimed(ws.ledger, batch)
-    )
-    rendered = render(ws.composer, ws.ledger, cfg.shop, job, fresh, rows, orders)
-    try:
-        results = hand_over(ws.ledger, sender, rendered, job.dry_run)
-    except SendAbortedError as stop:
-        record(ws.ledger, rendered, stop.results)  # what was done before the refusal
-        raise
-    lease = (job.run_id, cfg.limits.run_lease_seconds)
-    result = record(ws.ledger, rendered, results, lease, job.dry_run)
-    result.add(earlier)
-    return result
+    """Render, hand over and record one batch."""
+    prepared = prepare(ws, job, batch, rows, orders)
+    handed = partial(hand_over, ws.ledger, sender, prepared.rendered, job.dry_run)
+    return settle(ws, job, prepared, handed)
+
+
+def deliver(
+    ws: Workspace,
+    job: Job,
+    todo: Sequence[Sequence[Claim]],
+    sender: Sender | None,
+    prepare_batch: Callable[[int, Sequence[Claim]], Prepared],
+) -> Iterator[BatchResult]:
+    """Every batch's result, in order; batch k + 1 renders (``prepare_batch(k + 1, batch)``)
+    while batch k is on the wire. A batch is marked ``sending`` only as the sender takes
+    it, and the one before is recorded by then. If anything fails, the batch on the wire
+    is still recorded before the error propagates."""
+    with ThreadPoolExecutor(1, thread_name_prefix="send") as wire:
+        sending: tuple[Prepared, Callable[[], list[SendResult]]] | None = None
+        try:
+            for index, batch in enumerate(todo, start=1):
+                prepared = prepare_batch(index, batch)
+                if sending is not None:
+                    current, sending = sending, None
+                    yield settle(ws, job, *current)
+                handed = wire.submit(hand_over, ws.ledger, sender, prepared.rendered, job.dry_run)
+                sending = (prepared, handed.result)
+            if sending is not None:
+                current, sending = sending, None
+                yield settle(ws, job, *current)
+        finally:
+            if sending is not None:
+                with suppress(Exception):  # the error being raised is the one to report
+                    settle(ws, job, *sending)
 
 
 def run(
@@ -104,11 +165,15 @@ def run(
     summary.claimed(planned, claims)
     rows = planned_rows(planned.send)
     todo = batches(claims, job.spec.batch_size or ws.project.config.limits.batch_size)
+
+    def prepare_batch(index: int, batch: Sequence[Claim]) -> Prepared:
+        return prepare(ws, job, batch, rows, orders)
+
     try:
-        for index, batch in enumerate(todo, start=1):
-            summary.add(send_batch(ws, job, batch, sender, rows, orders))
+        for done, result in enumerate(deliver(ws, job, todo, sender, prepare_batch), start=1):
+            summary.add(result)
             if progress is not None:
-                progress(index, len(todo))
+                progress(done, len(todo))
     except BaseException as exc:
         if isinstance(exc, SendAbortedError):
             summary.count(exc.results)

@@ -7,8 +7,8 @@ Operators override a few settings from the environment: ``CLVFLOW_LEDGER_URL``,
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
