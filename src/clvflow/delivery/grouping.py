@@ -5,8 +5,7 @@ and custom_args, and ``substitutions`` (at most 10,000 bytes) that SendGrid puts
 tags in the request's one content. Messages rendered from the same template differ in a few
 lines (the name, the promo code, the recommendations, the unsubscribe link), so a group of
 them is sent as the lines they share with a tag where one differs, and each message's own
-text of those lines as its substitutions. One request for hundreds of messages costs a
-fraction of one request each, at both ends.
+text of those lines as its substitutions.
 
 How a group is found, per part (HTML, text):
 
@@ -22,8 +21,8 @@ How a group is found, per part (HTML, text):
   is sent on its own.
 
 Applying the substitutions gives each message's own parts back, character for character
-(the stand-in does what SendGrid does, :func:`clvflow.delivery.standin.personal_bodies`;
-the tests check it for the groups they send).
+(the tests check it, with the SendGrid stand-in of ``tests/fakes`` doing what SendGrid
+does).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Request bodies for SendGrid's ``POST /v3/mail/send``, built with the official ``sendgrid``
 package's helper classes.
 
-:func:`build_payload` runs the whole ``Mail`` helper for one message (about 60 µs for a
-15 kB email). :class:`PayloadBuilder` runs it once per *envelope* (sender, reply-to,
+:func:`build_payload` runs the whole ``Mail`` helper for one message.
+:class:`PayloadBuilder` runs it once per *envelope* (sender, reply-to,
 categories, sandbox switch) and then fills in each message's values (recipient, subject,
 parts, headers, custom_args) the way ``Mail.get()`` lays them out, with the helper's own
 API-key check on the parts; messages with values the helper would rewrite (a display name

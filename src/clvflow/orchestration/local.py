@@ -31,7 +31,7 @@ def quiet_prefect() -> None:
 
 @contextmanager
 def flow_session() -> Iterator[None]:
-    """Settings for flows run from the CLI: no heartbeat thread (it costs ~1 s per flow)."""
+    """Settings for flows run from the CLI: no heartbeat thread (its exit waits for it)."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
