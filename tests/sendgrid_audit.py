@@ -1,8 +1,9 @@
-"""Every mail-send body a :class:`SendGridStandIn` accepts during the test session is
-checked once more, at the end of the session, against SendGrid's published request schema
-(``../shared/sendgrid/mail_send_request.patched.schema.json``; the packaged copy when the
-shared folder is absent). The stand-in validates each request before accepting it; this is
-an independent second check, with a validator of its own, over everything it let through.
+"""Every mail-send body a :class:`SendGridStandIn` (``tests/fakes/sendgrid_standin``) accepts
+during the test session is checked once more, at the end of the session, against SendGrid's
+published request schema (``../shared/sendgrid/mail_send_request.patched.schema.json``; the
+stand-in's vendored copy when the shared folder is absent). The stand-in validates each request
+before accepting it; this is an independent second check, with a validator of its own, over
+everything it let through.
 
 ``conftest.py`` starts the audit for the session and prints its line in the summary.
 """
@@ -20,7 +21,9 @@ import jsonschema
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_SCHEMA = ROOT.parent / "shared" / "sendgrid" / "mail_send_request.patched.schema.json"
-PACKAGED_SCHEMA = ROOT / "src" / "clvflow" / "schemas" / "sendgrid_mail_send.schema.json"
+VENDORED_SCHEMA = (
+    ROOT / "tests" / "fakes" / "sendgrid_standin" / "mail_send_request.patched.schema.json"
+)
 
 
 @dataclass
@@ -41,9 +44,9 @@ class Audit:
 @contextmanager
 def audit_session() -> Iterator[Audit]:
     """Record every stand-in created inside the block; validate what they accepted at exit."""
-    from clvflow.delivery.standin import SendGridStandIn
+    from fakes.sendgrid_standin import SendGridStandIn
 
-    schema_path = SHARED_SCHEMA if SHARED_SCHEMA.is_file() else PACKAGED_SCHEMA
+    schema_path = SHARED_SCHEMA if SHARED_SCHEMA.is_file() else VENDORED_SCHEMA
     validator = jsonschema.Draft7Validator(
         json.loads(schema_path.read_text(encoding="utf-8")),
         format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER,

@@ -186,10 +186,11 @@ def test_the_audit_catches_a_body_the_stand_in_should_not_have_accepted(
     import http.client
     import json
 
+    from fakes.sendgrid_standin import SendGridStandIn as Fake
     from tests.sendgrid_audit import audit_session
 
-    monkeypatch.setattr("clvflow.delivery.standin_http.validate_mail_send", lambda b, now: [])
-    with audit_session() as audit, SendGridStandIn(KEY) as sg:
+    monkeypatch.setattr("fakes.sendgrid_standin.app.validate_mail_send", lambda b, now: [])
+    with audit_session() as audit, Fake(KEY) as sg:
         conn = http.client.HTTPConnection("127.0.0.1", sg.port, timeout=10)
         body = {"personalizations": [{"to": [{"email": "a@example.com"}]}], "subject": "no from"}
         conn.request("POST", "/v3/mail/send", body=json.dumps(body),
