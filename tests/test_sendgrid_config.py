@@ -187,6 +187,7 @@ def test_the_audit_catches_a_body_the_stand_in_should_not_have_accepted(
     import json
 
     from fakes.sendgrid_standin import SendGridStandIn as Fake
+
     from tests.sendgrid_audit import audit_session
 
     monkeypatch.setattr("fakes.sendgrid_standin.app.validate_mail_send", lambda b, now: [])
