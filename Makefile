@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve test check lint format typecheck bench clean
+.PHONY: demo serve standin test check lint format typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ demo: $(STAMP)
 # Prefect server (started or found) + every deployment of prefect.yaml served + the web app
 serve: $(STAMP)
 	$(BIN)/clvflow serve
+
+# the local SendGrid stand-in on port 8025 with key SG.local; more flags through ARGS,
+# e.g. make standin ARGS="--rate-429 0.1" (ARGS=--help lists them)
+standin: $(STAMP)
+	PYTHONPATH=tests $(BIN)/python -m fakes.sendgrid_standin --port 8025 --key SG.local $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

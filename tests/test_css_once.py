@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from render_compare import html_differences, text_differences
 
-from clvflow.rendering.compare import html_differences, text_differences
 from clvflow.rendering.render import naive_email, render_email
 from clvflow.rendering.templates import TemplateLibrary
 from tests.conftest import ROOT

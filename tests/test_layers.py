@@ -65,7 +65,7 @@ def _private(name: str) -> bool:
 
 
 def _external(module: str) -> bool:
-    return module.split(".")[0] not in ("clvflow", "__future__", "")
+    return module.split(".", maxsplit=1)[0] not in ("clvflow", "__future__", "")
 
 
 def private_uses(source: str, package: str = "clvflow") -> list[str]:

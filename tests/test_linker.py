@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from clvflow.errors import TemplateError
 from clvflow.rendering.filters import formatting
 from clvflow.rendering.linked import LinkedTemplate, link_parts
-from clvflow.rendering.linker import UnlinkableError
 from clvflow.rendering.render import render_email
 from clvflow.rendering.templates import CompiledTemplate, TemplateLibrary
 from clvflow.rendering.textpart import tidy_text
+from clvflow.rendering.trees import UnlinkableError
 from tests.conftest import ROOT
 from tests.test_rendering_safety import SSTI_PAYLOADS, _context
 from tests.test_shipped_templates_content import LOCALES, NAMES, make_context
@@ -57,7 +57,7 @@ def test_every_shipped_template_links_and_renders_the_same(name: str, locale: st
     template = SHIPPED.get(name, locale)
     for context in _variants(locale):
         linked = _linked(template, context)
-        assert linked.applies(context) and linked.merged
+        assert linked.applies(context)
         assert render_email(template, context, linked) == render_email(template, context)
         # the linked template itself renders (not the fallback to the template as written)
         subject, _, html, text = linked.render(context)
@@ -250,14 +250,11 @@ def test_an_empty_preheader_links_like_none(tmp_path: Path) -> None:
     assert email.subject == "Hi Ann" and email.preheader is None
 
 
-def test_parts_that_differ_in_their_statements_render_one_after_the_other(
-    tmp_path: Path,
-) -> None:
-    # an {% if %} inside an attribute is not in the text part: the parts cannot be merged
+def test_parts_that_differ_in_their_statements_link_to_the_same_email(tmp_path: Path) -> None:
+    # an {% if %} inside an attribute is in the HTML part only, not in the text part
     body = '<p class="{% if customer.first_name %}named{% endif %}">{{ grid(items, "T") }}</p>'
     template = _compose(tmp_path, body)
     context = {**_context(), "items": ITEMS}
-    assert not _linked(template, context).merged
     assert "named" in _same(template, context)
 
 

@@ -3,7 +3,9 @@
 Checks clvflow.yaml, prefect.yaml (each campaign's spec, its segment and template), every
 segment (compiled against the shop's columns), and every template: compiled for every
 locale of the shop and rendered for real sample customers of each campaign's segment in each
-locale (falling back to any customer of that locale), with the compliance check.
+locale (falling back to any customer of that locale), with the compliance check. Each
+message is rendered the way a campaign run sends it (the template linked into one) and as
+written; the two must be the same, or the template file and locale are reported.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from clvflow.data.sources import ShopData, in_list, open_shop_data, quote_litera
 from clvflow.errors import ClvflowError, ConfigError, TemplateError
 from clvflow.personalization.promo import promo_row
 from clvflow.project.layout import Project
-from clvflow.rendering.composer import Composer
+from clvflow.rendering.composer import LINK_AFTER, Composed, Composer
 from clvflow.rendering.templates import TemplateLibrary
 from clvflow.segments.catalog import SegmentCatalog, compile_segment
 from clvflow.segments.evaluation import evaluate_segments
@@ -66,7 +68,7 @@ def validate_project(project: Project, as_of: dt.datetime) -> ValidationReport:
     library = TemplateLibrary.for_project(project)
     _compile_templates(report, library, project)
     key = signing_key(project.state_dir, allow_local=True)
-    composer = Composer(project.config.shop, data, library, key, as_of)
+    composer = Composer(project.config.shop, data, library, key, as_of, link_at_once=True)
     rows_of = _sample_rows(data, campaigns, members, project.config.shop.locales, as_of)
     for campaign in campaigns.values():
         spec = campaign.spec
@@ -105,20 +107,12 @@ def validate_project(project: Project, as_of: dt.datetime) -> ValidationReport:
             for r in rows
             if spec.promo is not None
         }
-        composed = [
-            item
-            for template in spec.templates
-            for item in composer.compose(
-                template, campaign.name, [("validate", r) for r in rows], promos
-            )
-        ]
-        failures = [c.error for c in composed if c.error is not None]
-        seen: set[str] = set()
-        for error in failures:
-            if error.render() not in seen:
-                seen.add(error.render())
-                report.errors.append(error)
-        report.notes.append(f"{where}: rendered for {len(composed)} sample customer(s)")
+        composed: list[Composed] = []
+        for template in spec.templates:
+            composed += _render_both_ways(report, composer, template, campaign.name, rows, promos)
+        report.notes.append(
+            f"{where}: rendered for {len(composed)} sample customer(s), linked and as written"
+        )
     _render_unused(report, campaigns, library, composer, data, as_of, project)
     data.close()
     return report
@@ -165,15 +159,74 @@ def _render_unused(
     if not unused:
         return
     rows = customer_rows(data, _samples(data, [], project.config.shop.locales), as_of)
-    seen: set[str] = set()
     for name in unused:
-        for item in composer.compose(name, "validate", [("validate", r) for r in rows]):
-            if item.error is not None and item.error.render() not in seen:
-                seen.add(item.error.render())
-                report.errors.append(item.error)
+        _render_both_ways(report, composer, name, "validate", rows, None)
     report.notes.append(
         f"templates without a campaign ({', '.join(unused)}): rendered for "
-        f"{len(rows)} sample customer(s) each"
+        f"{len(rows)} sample customer(s) each, linked and as written"
+    )
+
+
+def _render_both_ways(
+    report: ValidationReport,
+    composer: Composer,
+    template: str,
+    campaign: str,
+    rows: list[dict[str, Any]],
+    promos: dict[str, dict[str, Any]] | None,
+) -> list[Composed]:
+    """``template`` for each row as a campaign run sends it (the composer links at once)
+    and as written; each error once, and one for each (template file, locale) whose two
+    renderings differ. The messages as a run sends them."""
+    batch = [("validate", row) for row in rows]
+    linked = composer.compose(template, campaign, batch, promos)
+    written = composer.compose(template, campaign, batch, promos, as_written=True)
+    known = {error.render() for error in report.errors}
+    differ: set[str] = set()  # locales reported as differing (once each, with one customer)
+    for item, reference in zip(linked, written, strict=True):
+        error = item.error
+        if error is None and item.locale not in differ:
+            error = _difference(composer, template, item, reference)
+            if error is not None:
+                differ.add(item.locale)
+        if error is not None and error.render() not in known:
+            known.add(error.render())
+            report.errors.append(error)
+    return linked
+
+
+_PARTS = (
+    ("subject", "subject"),
+    ("preheader", "preheader"),
+    ("html", "HTML"),
+    ("text", "text part"),
+)
+
+
+def _difference(
+    composer: Composer, template: str, linked: Composed, written: Composed
+) -> TemplateError | None:
+    """An error naming the template file and locale when a message rendered linked is not
+    the same as rendered as written (they must be equal strings, part by part)."""
+    if linked.email is None or written.email is None:
+        if written.error is None or linked.error is not None:
+            return None  # both fail alike: the linked render fell back to the one as written
+        what = f"renders linked but fails as written ({written.error.message})"
+    else:
+        parts = [
+            name
+            for key, name in _PARTS
+            if getattr(linked.email, key) != getattr(written.email, key)
+        ]
+        if not parts:
+            return None
+        what = f"renders its {' and '.join(parts)} differently linked and as written"
+    return TemplateError(
+        f"template '{template}' (locale {linked.locale}) {what} for customer {linked.customer_id}",
+        path=composer.templates.get(template, linked.locale).html_path,
+        hint=f"campaign runs send the linked rendering from a template's {LINK_AFTER}th "
+        "message on, so this is a bug in clvflow's template linker: please report it with "
+        "the template and the layout and partials it uses",
     )
 
 

@@ -12,7 +12,6 @@ import click
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer._click.exceptions import ClickException as TyperClickException
 
 from clvflow.cli import campaigns, emit, promos, report, segments, serve, suppressions, templates
 from clvflow.errors import ClvflowError
@@ -49,8 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         err.print("aborted")
         return 130
-    except (click.ClickException, TyperClickException) as exc:  # typer vendors click
-        exc.show()
+    except (click.ClickException, typer.TyperException) as exc:  # typer vendors click
+        show = getattr(exc, "show", None)  # typer's usage errors show themselves, as click's
+        if callable(show):
+            show()
+        else:
+            err.print(f"[bold red]error:[/] {escape(exc.format_message())}", highlight=False)
         return exc.exit_code
     return result if isinstance(result, int) else 0
 

@@ -46,7 +46,8 @@ def preview(
     project: ProjectOption = Path("."),
     as_of: AsOfOption = None,
 ) -> int:
-    """Render TEMPLATE for one customer; write the HTML and text parts and print the subject."""
+    """Render TEMPLATE for one customer as a campaign run sends it; write the HTML and text
+    parts and print the subject."""
     from clvflow.compliance.secret import signing_key
     from clvflow.data.sources import open_shop_data
     from clvflow.rendering.composer import Composer
@@ -64,7 +65,9 @@ def preview(
     row = rows[0]
     library = TemplateLibrary.for_project(loaded)
     key = signing_key(loaded.state_dir, allow_local=True)
-    composer = Composer(loaded.config.shop, data, library, key, when)
+    # linked at once: what a campaign run sends (it links from a template's LINK_AFTER-th
+    # message on, and renders the same as the template as written before that)
+    composer = Composer(loaded.config.shop, data, library, key, when, link_at_once=True)
     (item,) = composer.compose(template, "preview", [("preview", row)], locale=locale)
     if item.error is not None:
         raise item.error

@@ -1,9 +1,9 @@
 """What compiling a template produces, kept on disk between runs (``.clvflow/cache/``).
 
-Compiling the shipped templates (24 template × locale pairs) takes about two seconds:
-Jinja parsing them and generating Python code, and inlining each layout's CSS once. The
-results depend only on the template sources and on the code that produces them, so
-``clvflow validate``, ``preview`` and each campaign run reuse them when nothing changed.
+Compiling a template means Jinja parsing it and generating Python code, and inlining each
+layout's CSS once. The results depend only on the template sources and on the code that
+produces them, so ``clvflow validate``, ``preview`` and each campaign run reuse them when
+nothing changed.
 
 Every entry is keyed by a SHA-256 of everything it is made from: the sources (and file
 names), the environment's settings, and a fingerprint of the code that makes it (the

@@ -1,7 +1,11 @@
 """Compose personal emails for a batch of customers: context (order, recommendations,
 promo, signed unsubscribe link), locale choice, rendering and the compliance check.
 
-Used by campaign runs, ``clvflow validate`` and ``clvflow preview`` alike.
+Used by campaign runs, ``clvflow validate`` and ``clvflow preview`` alike. A run renders the
+first ``LINK_AFTER - 1`` messages of each (template, locale) as written and the rest through
+the template linked into one (``linked``); ``preview`` and ``validate`` link at once
+(``link_at_once``), so they render what a run sends from then on, and ``validate`` also
+renders as written (``as_written``) to compare the two.
 """
 
 from __future__ import annotations
@@ -20,12 +24,12 @@ from clvflow.personalization.recommendations import Recommender
 from clvflow.project.config import ShopConfig
 from clvflow.rendering.context import message_context, shop_context
 from clvflow.rendering.linked import LinkedTemplate, link_parts
-from clvflow.rendering.linker import UnlinkableError
 from clvflow.rendering.render import RenderedEmail, check_compliance, render_email
 from clvflow.rendering.templates import CompiledTemplate, TemplateLibrary
+from clvflow.rendering.trees import UnlinkableError
 
-# A (template, locale) is linked into one template (``linker``) once it has rendered this
-# many messages: linking costs tens of milliseconds, a preview renders one message.
+# A run links a (template, locale) into one template (``linked``) for its LINK_AFTER-th
+# message: linking takes longer than rendering a message, and a triggered run renders one.
 LINK_AFTER = 16
 
 
@@ -49,7 +53,11 @@ class Composer:
         templates: TemplateLibrary,
         key: bytes,
         as_of: dt.datetime,
+        *,
+        link_at_once: bool = False,
     ) -> None:
+        """``link_at_once``: link each (template, locale) for its first message instead of
+        its ``LINK_AFTER``-th (``preview``, ``validate``)."""
         self.shop = shop
         self.data = data
         self.templates = templates
@@ -58,19 +66,20 @@ class Composer:
         self._shop_context = shop_context(shop)
         self._personal = Personalization(data, as_of)
         self._signer = Signer(key)
+        self._link_after = 1 if link_at_once else LINK_AFTER
         self._linked: dict[tuple[str, str], LinkedTemplate | None] = {}
         self._uses: dict[tuple[str, str], int] = {}
 
     def _linked_for(
         self, compiled: CompiledTemplate, locale: str, now: bool = False
     ) -> LinkedTemplate | None:
-        """The linked template for (template, locale); made on the ``LINK_AFTER``-th use
-        (at once with ``now``), None if it cannot be linked."""
+        """The linked template for (template, locale), made for its ``link_after``-th
+        message (at once with ``now``); None before that or if it cannot be linked."""
         key = (compiled.name, locale)
         if key in self._linked:
             return self._linked[key]
         uses = self._uses[key] = self._uses.get(key, 0) + 1
-        if uses < LINK_AFTER and not now:
+        if uses < self._link_after and not now:
             return None
         try:
             linked: LinkedTemplate | None = link_parts(
@@ -125,13 +134,17 @@ class Composer:
         promos: dict[str, dict[str, Any]] | None = None,
         locale: str | None = None,
         orders: dict[str, OrderView] | None = None,
+        *,
+        as_written: bool = False,
     ) -> list[Composed]:
         """Render ``template`` for each (occurrence, customer row); errors are per customer.
-        ``orders`` (customer → order) overrides the latest order, e.g. the triggering one."""
+        ``orders`` (customer → order) overrides the latest order, e.g. the triggering one.
+        ``as_written``: render the template files as written, never the linked template
+        (``validate`` compares the two)."""
         ids = [str(row["customer_id"]) for _, row in rows]
         locales = [self.locale_for(row, locale) for _, row in rows]
         linked = [self._linked.get((template, loc)) for loc in set(locales)]
-        items = any(t is None or t.reads_items for t in linked)  # else no order lines
+        items = as_written or any(t is None or t.reads_items for t in linked)  # else no lines
         latest, recos = self._personal.for_customers(ids, items)
         if orders:
             latest.update({i: orders[i] for i in ids if i in orders})
@@ -156,7 +169,8 @@ class Composer:
                     locale=chosen,
                     now=self.as_of,
                 )
-                email = render_email(compiled, context, self._linked_for(compiled, chosen))
+                one = None if as_written else self._linked_for(compiled, chosen)
+                email = render_email(compiled, context, one)
                 check_compliance(email, url, postal_address, str(compiled.html_path))
             except TemplateError as exc:
                 out.append(Composed(cid, None, exc, headers, chosen))

@@ -30,7 +30,7 @@ def plain(value: Any) -> Any:
     if kind is float:
         return None if math.isnan(value) else value
     if kind is pd.Timestamp and value.tzinfo is None:
-        try:  # what to_pydatetime gives (nanoseconds dropped), in a third of the time
+        try:  # what to_pydatetime gives (nanoseconds dropped), without pandas' conversion
             return _EPOCH + dt.timedelta(microseconds=value.value // 1000)
         except (OverflowError, ValueError):
             return value.to_pydatetime()

@@ -17,7 +17,6 @@ from jinja2.environment import Environment, Template, TemplateModule
 from jinja2.runtime import Context, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from clvflow.rendering.codegen import FastCodeGenerator
 from clvflow.rendering.compile_cache import CompileCache
 from clvflow.rendering.filters import FILTERS
 from clvflow.rendering.frontmatter import split_front_matter
@@ -115,7 +114,6 @@ class Sandbox(ImmutableSandboxedEnvironment):
     by name without Jinja's cache key (templates are never reloaded or evicted here)."""
 
     template_class = SandboxTemplate
-    code_generator_class = FastCodeGenerator
 
     def __init__(
         self, *args: Any, compile_cache: CompileCache | None = None, **kwargs: Any

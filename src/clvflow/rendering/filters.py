@@ -3,8 +3,8 @@
 Each filter reads the locale from the template context (``locale``), so templates write
 ``{{ order.total | money }}`` and get ``€1,234.50``, ``1 234,50 €`` or ``1 234,50 €``.
 While clvflow renders a message (``formatting``), the filters use that message's locale and
-currency, also inside macros imported without context (cheaper: the module is built once,
-not per message); ``money("USD")`` names another currency.
+currency, also inside macros imported without context (whose module is built once, not per
+message); ``money("USD")`` names another currency.
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ def _as_date(value: Any) -> dt.date | dt.datetime:
 
 
 # Formatting is pure and the same prices, percentages and dates recur across a campaign:
-# memoized by (value, format, locale tag), bounded. Babel's number formatting costs 10-40 µs
-# a call. Zero is formatted afresh each time (-0.0 equals 0.0 but formats as "-€0.00").
+# memoized by (value, format, locale tag), bounded. Zero is formatted afresh each time
+# (-0.0 equals 0.0 but formats as "-€0.00").
 def _key_locale(tag: str | Locale | None) -> Locale:
     return tag if isinstance(tag, Locale) else babel_locale(tag)
 

@@ -19,7 +19,7 @@ from jinja2.nodes import EvalContext
 from jinja2.visitor import NodeTransformer
 
 from clvflow.rendering.filters import FILTERS, pick_language
-from clvflow.rendering.linker import assigned_names
+from clvflow.rendering.trees import assigned_names
 
 _SCALARS = (str, int, float, bool, type(None))
 _MISSING = object()

@@ -1,11 +1,13 @@
-"""A (template, locale) linked into one template that renders the HTML and the text part.
+"""A (template, locale) linked into one template that renders the subject and preheader,
+the HTML and the text part.
 
 ``linker`` flattens each part (layout, includes, macros), ``fold`` puts the locale and the
-shop's values in; here both parts become one template, so a message costs one Jinja render
-instead of two. Mostly the parts' statements are the same and ``merge`` shares them (each
-test, loop and shared value runs once, the text goes to its own list); otherwise the text
-part follows the HTML in its own scope, unescaped as in its own environment:
+shop's values in; here the parts become one template, so a message costs one Jinja render
+instead of three. The subject (NUL preheader) is captured first, the HTML is the output, and
+the text part follows it in its own scope, unescaped as in its own environment:
 
+    {% set _clvflow_head %}{% autoescape false %}<subject>{% endautoescape %}{% endset %}
+    {% set subject, preheader = _clvflow_head | _clvflow_split(<has a preheader>) %}
     {% scope %}<the HTML part>{% endscope %}
     {% set _clvflow_text %}{% autoescape false %}<the text part>{% endautoescape %}{% endset %}
 
@@ -23,13 +25,11 @@ from jinja2.environment import Environment, Template
 
 from clvflow.rendering.blanks import strip_line_end_blanks, trim_empty_lines
 from clvflow.rendering.fold import fold
-from clvflow.rendering.linker import UnlinkableError, assigned_names, link
-from clvflow.rendering.merge import UnmergeableError, merge_parts
+from clvflow.rendering.linker import link
 from clvflow.rendering.textpart import header_text
+from clvflow.rendering.trees import UnlinkableError, assigned_names
 
 TEXT = "_clvflow_text"  # the variable the text part is captured in
-
-
 HEAD = "_clvflow_head"  # the variable the subject (NUL preheader) is captured in
 SPLIT = "_clvflow_split"  # the filter that makes that the subject and the preheader
 
@@ -55,7 +55,6 @@ class LinkedTemplate:
     has_text: bool
     locale: str
     shop: Mapping[str, Any]
-    merged: bool = False  # HTML and text share their statements (``merge``)
     reads_items: bool = True  # may read the order's lines (``reads_order_items``)
 
     def applies(self, context: Mapping[str, Any]) -> bool:
@@ -70,11 +69,8 @@ class LinkedTemplate:
         ctx = template.new_context(context)  # type: ignore[arg-type]
         html = "".join(template.root_render_func(ctx))
         found = ctx.vars
-        if not self.has_text:
-            return found["subject"], found["preheader"], html, None
-        text = found[TEXT]  # the merged parts' list, or the text captured after the HTML
-        joined = "".join(text if type(text) is list else (text,))
-        return found["subject"], found["preheader"], html, joined
+        text = str(found[TEXT]) if self.has_text else None  # captured as Markup
+        return found["subject"], found["preheader"], html, text
 
 
 def _flat(template: Template, constants: Mapping[str, Any], prefix: str) -> tuple[Any, Any]:
@@ -137,19 +133,14 @@ def link_parts(
     (``UnlinkableError`` if a part cannot be linked); ``head``: the environment and source
     of its subject (NUL preheader), and whether there is a preheader."""
     constants = {"locale": locale, "shop": shop}
-    merged = False
     html_tree, hidden = _flat(html, constants, "_clvflow_h")
     body: list[nodes.Node] = [nodes.Scope(html_tree.body)]
     if text is not None:
         text_tree, text_hidden = _flat(text, constants, "_clvflow_t")
         strip_line_end_blanks(text_tree.body)
         trim_empty_lines(text_tree.body)
-        try:
-            body = merge_parts(html_tree.body, text_tree.body, hidden, text_hidden, TEXT)
-            merged = True
-        except UnmergeableError:  # one after the other
-            plain = _unescaped(text_tree.body)
-            body.append(nodes.AssignBlock(nodes.Name(TEXT, "store"), None, [plain]))
+        plain = _unescaped(text_tree.body)
+        body.append(nodes.AssignBlock(nodes.Name(TEXT, "store"), None, [plain]))
         hidden = {**hidden, **text_hidden}
     head_statements, head_hidden = _head(*head[:2], constants, head[2])
     body = [*head_statements, *body]
@@ -166,4 +157,4 @@ def link_parts(
     code = env.compile(tree, name, loader.get_source(env, name)[1])
     template = env.template_class.from_code(env, code, env.make_globals(hidden))
     items = reads_order_items(tree)
-    return LinkedTemplate(template, text is not None, locale, shop, merged, items)
+    return LinkedTemplate(template, text is not None, locale, shop, items)

@@ -31,8 +31,7 @@ __all__ = [  # header_text is used from here by delivery too
 
 @dataclass(slots=True)
 class RenderedEmail:
-    """One rendered email. (Slots, not frozen: built per message, and a frozen dataclass
-    costs a call per field.)"""
+    """One rendered email (slotted, not frozen: one is built per message)."""
 
     subject: str
     preheader: str | None
@@ -77,8 +76,9 @@ def render_email(
 ) -> RenderedEmail:
     """Render every part of ``template``; errors name the template file and line.
 
-    ``linked``: the same template linked into one (``linker``), used when it was made for
-    this context's locale and shop; the output is the same, in a third of the time."""
+    ``linked``: the same template linked into one (``linked``), used when it was made for
+    this context's locale and shop; the output is the same, in one render instead of
+    three."""
     try:
         with formatting(context.get("locale"), context.get("currency")):
             parts = None

@@ -1,9 +1,9 @@
 """The text part of an email, derived once per template instead of once per message.
 
-Converting HTML to text costs milliseconds per message. Instead, each HTML template file is
+Instead of converting every rendered message's HTML to text, each HTML template file is
 converted once: its Jinja tags are swapped for inert tokens, the HTML becomes text (html2text,
 links kept as ``text (url)``), and the tokens are swapped back, giving a Jinja *text*
-template that renders at Jinja speed. Templates that cannot be converted that way (a Jinja
+template that each message renders. Templates that cannot be converted that way (a Jinja
 block split by an HTML comment, say) fall back to converting each rendered message.
 """
 
@@ -18,7 +18,7 @@ _JINJA = re.compile(r"{{.*?}}|{%.*?%}", re.S)
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
 _TOKEN = re.compile(r"JJX(\d{6})XJJ")
 _LINK = re.compile(r"\[([^\]\n]*)\]\(([^)\s]+)\)")
-_BLANKS = re.compile("\n\n\n+")  # a literal prefix: found fast (r"\n{3,}" is not)
+_BLANKS = re.compile("\n\n\n+")  # a literal prefix, which the regex engine searches for
 _LINE_END_BLANKS = re.compile("\n[ \t\xa0]+")  # on reversed text
 _TRAILING = re.compile(r"(JJX(\d{6})XJJ)?[ \t\xa0]+\n")
 _RAW = re.compile(r"{%[-+]?\s*raw\b")
@@ -44,8 +44,8 @@ def header_text(value: str) -> str:
 def tidy_text(text: str) -> str:
     """No trailing blanks, at most one empty line in a row, one final newline.
 
-    (Per message, so C-level work only: on the reversed text the blanks that end a line
-    follow its newline, and patterns that start with a newline are found fast.)"""
+    (Two regular expressions on the reversed text, where the blanks that end a line follow
+    its newline, so both patterns start with a newline.)"""
     reverse = _LINE_END_BLANKS.sub("\n", text[::-1])
     return _BLANKS.sub("\n\n", reverse)[::-1].strip() + "\n"
 

@@ -113,8 +113,8 @@ class StandInApp:
         if reply.drop:
             self.sg._count_drop()
             # An informational head announces no outcome: clients skip it, then meet the end
-            # of the connection, as when nothing at all came back. Returning without a final
-            # reply makes the server close the connection.
+            # of the connection, as when nothing at all came back (uvicorn closes a
+            # connection whose application returns without a final reply).
             await send({"type": "http.response.start", "status": 100, "headers": []})
             logger.debug('"%s %s" dropped', method, path)
             return

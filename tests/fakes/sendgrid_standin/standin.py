@@ -177,7 +177,7 @@ class SendGridStandIn:
         with self._lifecycle:
             if self._serving is not None:
                 raise RuntimeError("the stand-in is already running")
-            sock = socket.create_server(self._bind, backlog=128)
+            sock = socket.create_server(self._bind, backlog=2048)
             try:
                 self._serving = self._serve(sock, timeout)
             except BaseException:

@@ -1,11 +1,11 @@
-"""Are two renderings of an email the same to its reader?
+"""Are two renderings of an email the same to its reader? A test oracle.
 
 The fast path (CSS inlined once per template, text part derived once) must give what the
 plain path gives (render, inline CSS with css-inline, convert the HTML to text) for every
 message. Markup may differ in spelling (attribute order, ``&emsp;`` or the character, an
 implied ``<tbody>``); what must not differ is the visible text, every element with its
-computed style and link, and the text part's words and links. Used by tests and
-``bench/render.py``.
+computed style and link, and the text part's words and links. Used by the tests
+(``from render_compare import ...``) and ``bench/render.py``.
 """
 
 from __future__ import annotations
