@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clvflow.campaigns.runner import run_campaign
 from sqlalchemy import select
 
 from clvflow.campaigns.catalog import load_campaigns
+from clvflow.campaigns.run import run_campaign
 from clvflow.cli.main import main
 from clvflow.compliance.secret import signing_key
 from clvflow.compliance.unsubscribe import make_token
