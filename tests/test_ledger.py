@@ -12,9 +12,11 @@ from threading import Barrier, Thread
 
 import pytest
 from sqlalchemy import create_engine, select, text
+from sqlalchemy.exc import IntegrityError
 
-from clvflow.ledger.schema import promo_codes
-from clvflow.ledger.store import Ledger, Outcome
+from clvflow.errors import LedgerError
+from clvflow.ledger.schema import promo_codes, runs
+from clvflow.ledger.store import Ledger, Outcome, utcnow
 from tests.conftest import POSTGRES_URL
 
 
@@ -119,8 +121,8 @@ def test_suppression_is_case_insensitive_and_idempotent(ledger_url: str) -> None
 
 
 def test_claims_and_outcomes_beyond_one_statement_are_all_written(ledger_url: str) -> None:
-    # more rows than one multi-row statement holds (store.WRITE_VARIABLES), half of them
-    # already claimed by another run; then every outcome in one call, one message twice
+    # half of the rows already claimed by another run; then every outcome in one call, one
+    # message twice (the first outcome stands)
     ledger = Ledger(ledger_url)
     taken = ledger.claim("run-0", "win-back", _rows(12_000)[::2])
     won = ledger.claim("run-1", "win-back", _rows(12_000))
@@ -167,3 +169,238 @@ def test_promo_codes_beyond_one_statement_are_all_stored(ledger_url: str) -> Non
     ]  # fmt: skip
     assert ledger.promo_codes_for("win-back", "other", ["C7"]) == {}
     ledger.close()
+
+
+def _columns(customers: list[str], occurrence: str = "once") -> dict[str, list[str | None]]:
+    return {
+        "occurrence": [occurrence] * len(customers),
+        "customer_id": list(customers),
+        "email": [f"{c.lower()}@example.com" for c in customers],
+        "kind": ["marketing"] * len(customers),
+        "template": ["win_back"] * len(customers),
+        "variant": [None] * len(customers),
+        "locale": ["en"] * len(customers),
+    }
+
+
+def test_racing_claims_in_opposite_orders_split_customers(ledger_url: str) -> None:
+    # the same 20,000 keys, one run listing them backwards: on PostgreSQL two transactions
+    # inserting the same unique keys in opposite orders would wait for each other
+    customers = [f"C{i:05d}" for i in range(20_000)]
+    orders = {"run-0": customers, "run-1": customers[::-1]}
+    won: dict[str, list[str]] = {}
+    failures: list[BaseException] = []
+    barrier = Barrier(2, timeout=30)
+
+    def claim(run_id: str) -> None:
+        ledger = Ledger(ledger_url)
+        try:
+            barrier.wait()
+            claims = ledger.claim_columns(run_id, "vip", _columns(orders[run_id]))
+            won[run_id] = [c.customer_id for c in claims]
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            ledger.close()
+
+    Ledger(ledger_url).close()  # the tables exist before the race
+    threads = [Thread(target=claim, args=(run_id,)) for run_id in orders]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not failures, failures
+    a, b = won["run-0"], won["run-1"]
+    assert not set(a) & set(b)
+    assert sorted(a + b) == customers
+    assert a == sorted(a) and b == sorted(b)  # each run's claims in customer order
+
+
+def test_claims_come_back_in_customer_order_with_their_rows(ledger_url: str) -> None:
+    ledger = Ledger(ledger_url)
+    before = utcnow()
+    claims = ledger.claim("run-1", "vip", _rows(12)[::-1])
+    assert [c.customer_id for c in claims] == sorted(f"C{i}" for i in range(12))
+    assert {c.email for c in claims} == {f"c{i}@example.com" for i in range(12)}
+    row = ledger.message_by_id(claims[0].id)
+    assert row is not None
+    assert (row["campaign"], row["status"], row["run_id"], row["kind"]) == (
+        "vip", "claimed", "run-1", "marketing"
+    )  # fmt: skip
+    # times are stored as naive UTC and read back as datetimes
+    assert isinstance(row["planned_at"], dt.datetime) and row["planned_at"].tzinfo is None
+    assert before <= row["planned_at"] <= utcnow()
+    assert ledger.claim("run-1", "vip", []) == claims  # the run's claims, again
+    with pytest.raises(ValueError, match="unknown message fields"):
+        ledger.claim("run-1", "vip", [{"customer_id": "C1", "colour": "red"}])
+    with pytest.raises(ValueError, match="differ in length"):
+        ledger.claim_columns("run-1", "vip", {**_columns(["C1", "C2"]), "email": ["x@y.z"]})
+    ledger.close()
+
+
+def test_reads_and_status_changes_for_a_hundred_thousand_messages(ledger_url: str) -> None:
+    # more keys than SQLite (32,766) or psycopg (65,535) bind as values of one statement
+    keys = 100_000
+    ledger = Ledger(ledger_url)
+    customers = [f"C{i:06d}" for i in range(keys)]
+    claims = ledger.claim_columns("run-1", "win-back", _columns(customers))
+    ids = [c.id for c in claims]
+    assert len(ids) == keys
+    wanted = [("once", c) for c in customers] + [("other", "C000001"), ("once", "nobody")]
+    assert ledger.existing("win-back", wanted) == {("once", c): "claimed" for c in customers}
+    assert ledger.statuses_of(ids) == dict.fromkeys(ids, "claimed")
+    assert ledger.sent_since(customers, utcnow() - dt.timedelta(hours=1)) == dict.fromkeys(
+        customers, 1
+    )
+    ledger.mark_sending(ids[1:])
+    ledger.revert_sending(ids[2:])
+    assert ledger.status_counts("win-back") == {"claimed": keys - 1, "sending": 1}
+    assert ledger.release(ids) == keys - 1  # a message handed over is not given back
+    assert ledger.statuses_of(ids) == {ids[1]: "sending"}
+    emails = [f"{c.lower()}@example.com" for c in customers]
+    for email in emails[::10_000]:
+        ledger.suppress(email, "bounced", "webhook")
+    assert ledger.suppressed([e.upper() for e in emails]) == dict.fromkeys(
+        emails[::10_000], "bounced"
+    )
+    ledger.close()
+
+
+def test_sent_since_counts_marketing_messages_in_flight_or_sent(ledger_url: str) -> None:
+    ledger = Ledger(ledger_url)
+    start = utcnow()
+    claims = ledger.claim("run-1", "vip", _rows(5))
+    ledger.claim("run-1", "vip", [{**_rows(1)[0], "occurrence": "2026-11-24"}])
+    ledger.claim("run-1", "receipt", [{**_rows(1)[0], "kind": "transactional"}])
+    ledger.claim("run-1", "vip", _rows(5, "held"), status="holdout")
+    ledger.mark_sending([c.id for c in claims])
+    ledger.record(
+        [
+            Outcome(claims[1].id, "sent"),
+            Outcome(claims[2].id, "failed", "400: bad"),
+            Outcome(claims[3].id, "unknown", "timeout"),
+        ]
+    )
+    customers = [f"C{i}" for i in range(6)]
+    assert ledger.sent_since(customers, start) == {"C0": 2, "C1": 1, "C3": 1, "C4": 1}
+    assert ledger.sent_since(customers, start, "receipt") == {}
+    assert ledger.sent_since(customers, utcnow() + dt.timedelta(seconds=1)) == {}
+    ledger.close()
+
+
+def test_promo_codes_are_stored_in_the_transaction_that_marks_the_batch(ledger_url: str) -> None:
+    ledger = Ledger(ledger_url)
+    claims = ledger.claim("run-1", "win-back", _rows(3))
+    expires = dt.datetime(2027, 1, 31, 23, 59, 59)
+
+    def code(claim_index: int, code: str) -> dict[str, object]:
+        return {
+            "code": code, "campaign": "win-back", "occurrence": "once",
+            "customer_id": claims[claim_index].customer_id, "discount_percent": 15,
+            "min_order": 40.0, "currency": "EUR", "expires_at": expires,
+        }  # fmt: skip
+
+    ledger.mark_sending([claims[0].id], [code(0, "WB-1")])
+    # a batch whose codes cannot be stored is not marked either
+    with pytest.raises(IntegrityError):
+        ledger.mark_sending([claims[1].id, claims[2].id], [code(1, "WB-2"), code(2, "WB-1")])
+    assert ledger.statuses_of([c.id for c in claims]) == {
+        claims[0].id: "sending", claims[1].id: "claimed", claims[2].id: "claimed"
+    }  # fmt: skip
+    (stored,) = ledger.all_promo_codes("win-back")
+    assert (stored["code"], stored["customer_id"], stored["expires_at"]) == (
+        "WB-1", "C0", expires
+    )  # fmt: skip
+    assert stored["discount_percent"] == 15.0 and isinstance(stored["created_at"], dt.datetime)
+    with pytest.raises(ValueError, match="unknown promo code fields"):
+        ledger.add_promo_codes([{**code(1, "WB-3"), "colour": "red"}])
+    ledger.close()
+
+
+def test_recording_renews_the_lease_in_the_same_transaction(ledger_url: str) -> None:
+    ledger = Ledger(ledger_url)
+    ledger.start_run("run-1", "vip", "once", dt.datetime(2026, 11, 23), False, lease_seconds=0)
+    claims = ledger.claim("run-1", "vip", _rows(2))
+    ledger.mark_sending([c.id for c in claims])
+    ledger.record([], lease=("run-1", 3600))  # nothing to record: the lease still moves
+    ledger.record([Outcome(claims[0].id, "sent", subject="Hi", locale="hu")], ("run-1", 3600))
+    with ledger.engine.connect() as con:
+        lease_until = con.execute(select(runs.c.lease_until)).scalar_one()
+    assert lease_until > utcnow() + dt.timedelta(minutes=59)
+    assert ledger.reconcile("vip") == (0, 0)  # alive: its rows stay as they are
+    row = ledger.message_by_id(claims[0].id)
+    assert row is not None
+    assert (row["status"], row["subject"], row["locale"]) == ("sent", "Hi", "hu")
+    assert isinstance(row["finished_at"], dt.datetime)
+    ledger.finish_run("run-1", "finished", {"sent": 1})
+    with ledger.engine.connect() as con:
+        status, summary = con.execute(select(runs.c.status, runs.c.summary)).one()
+    assert (status, summary) == ("finished", '{"sent": 1}')
+    ledger.close()
+
+
+def test_events_are_stored_once_and_messages_found_by_customer(ledger_url: str) -> None:
+    ledger = Ledger(ledger_url)
+    claims = ledger.claim("run-1", "vip", _rows(2))
+    event = {"event_id": "e1", "event": "open", "email": "c0@example.com",
+             "message_id": claims[0].id, "campaign": "vip", "customer_id": "C0"}  # fmt: skip
+    assert ledger.add_events([event, {**event, "event_id": "e2", "event": "click"}]) == [
+        "e1", "e2"
+    ]  # fmt: skip
+    assert ledger.add_events([event]) == []
+    assert ledger.event_counts() == {"open": 1, "click": 1}
+    assert ledger.message_email("C1") == "c1@example.com"
+    assert ledger.message_email("C1", campaign="other") is None
+    assert ledger.message_by_id(10**9) is None
+    ledger.close()
+
+
+def test_nothing_asked_nothing_done(ledger_url: str) -> None:
+    ledger = Ledger(ledger_url)
+    assert ledger.claim_columns("run-1", "vip", _columns([])) == []
+    assert ledger.existing("vip", []) == {}
+    assert ledger.statuses_of([]) == {}
+    assert ledger.sent_since([], utcnow()) == {}
+    assert ledger.suppressed(["", "nobody@example.com"]) == {}
+    assert ledger.promo_codes_for("vip", "once", []) == {}
+    assert ledger.release([]) == 0
+    ledger.mark_sending([])
+    ledger.revert_sending([])
+    ledger.record([])
+    ledger.record_skips("run-1", "vip", [])
+    ledger.add_promo_codes([])
+    assert ledger.status_counts() == {}
+    ledger.close()
+
+
+def test_workers_opening_a_new_ledger_at_once_all_get_it(ledger_url: str) -> None:
+    barrier = Barrier(4, timeout=30)
+    failures: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            barrier.wait()
+            Ledger(ledger_url).close()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [Thread(target=open_it) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not failures, failures
+    ledger = Ledger(ledger_url)
+    assert ledger.claim("run-1", "vip", _rows(1))[0].customer_id == "C0"
+    ledger.close()
+
+
+def test_sqlite_ledger_is_durable_and_waits_for_other_writers(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    with ledger.engine.connect() as con:
+        assert con.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert con.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert con.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60_000
+    ledger.close()
+    with pytest.raises(LedgerError, match="cannot open the ledger"):
+        Ledger(f"sqlite:///{tmp_path / 'missing' / 'ledger.db'}")
