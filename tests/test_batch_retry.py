@@ -5,7 +5,8 @@ every message of it is reported as unknown, never re-sent; a later batch goes ou
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import pytest
 from sqlalchemy import select
@@ -34,6 +35,9 @@ class CrashingOnce:
         self.outbox = outbox
         self.calls = 0
         self.delivered: Counter[str] = Counter()
+
+    def prepare(self, batch: Sequence[OutgoingMessage]) -> Callable[[], list[SendResult]]:
+        return partial(self.send_batch, batch)
 
     def send_batch(self, batch: Sequence[OutgoingMessage]) -> list[SendResult]:
         self.calls += 1

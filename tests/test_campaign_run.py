@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import email
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from email import policy
+from functools import partial
 from typing import Any
 
 import pytest
@@ -196,6 +197,9 @@ class Watching:
         self.outbox = OutboxSender(project.outbox_dir)
         self.project = project
         self.seen: list[dict[str, int]] = []
+
+    def prepare(self, batch: Sequence[OutgoingMessage]) -> Callable[[], list[SendResult]]:
+        return partial(self.send_batch, batch)
 
     def send_batch(self, batch: Sequence[OutgoingMessage]) -> list[SendResult]:
         rows = _rows(self.project, messages, messages.c.campaign == "one-by-one")

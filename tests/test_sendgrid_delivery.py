@@ -10,7 +10,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import jsonschema
@@ -106,6 +107,9 @@ class BothBackends:
     def __init__(self, outbox: OutboxSender, sendgrid: SendGridSender) -> None:
         self.outbox = outbox
         self.sendgrid = sendgrid
+
+    def prepare(self, batch: Sequence[OutgoingMessage]) -> Callable[[], list[SendResult]]:
+        return partial(self.send_batch, batch)
 
     def send_batch(self, batch: Sequence[OutgoingMessage]) -> list[SendResult]:
         assert {r.status for r in self.outbox.send_batch(batch)} == {"sent"}

@@ -1,8 +1,9 @@
-"""The sender seam: push a batch of messages, get one result per message, close."""
+"""The sender seam: prepare a batch of messages (what can be done before anything leaves),
+send it, get one result per message; close."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,11 +29,15 @@ class SendAbortedError(DeliveryError):
         self.results = results
 
 
+Send = Callable[[], list[SendResult]]  # sends a prepared batch: one result per message
+
+
 class Sender(Protocol):
     name: str
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
-        """Send every message; never raise for one bad message, return its failure."""
+    def prepare(self, messages: Sequence[OutgoingMessage]) -> Send:
+        """Make the batch ready to leave (nothing leaves yet); the call returned sends it.
+        Sending never raises for one bad message: that message's result is its failure."""
         ...
 
     def close(self) -> None: ...

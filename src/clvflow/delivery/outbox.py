@@ -13,9 +13,10 @@ import re
 from collections.abc import Sequence
 from email import policy
 from email.parser import BytesParser
+from functools import partial
 from pathlib import Path
 
-from clvflow.delivery.base import SendResult
+from clvflow.delivery.base import Send, SendResult
 from clvflow.delivery.message import OutgoingMessage
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -38,6 +39,9 @@ class OutboxSender:
             / safe_name(message.occurrence)
             / f"{safe_name(message.customer_id)}.eml"
         )
+
+    def prepare(self, messages: Sequence[OutgoingMessage]) -> Send:
+        return partial(self.send_batch, list(messages))
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
         results = []

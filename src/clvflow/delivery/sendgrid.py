@@ -33,7 +33,7 @@ import httpx
 import orjson
 from sendgrid.helpers.mail.exceptions import ApiKeyIncludedException
 
-from clvflow.delivery.base import SendAbortedError, SendResult
+from clvflow.delivery.base import Send, SendAbortedError, SendResult
 from clvflow.delivery.grouping import (
     MAX_PER_REQUEST,
     PER_REQUEST,
@@ -143,15 +143,22 @@ class SendGridSender:
         self._lock = threading.Lock()  # one batch at a time
         self._refused: SendAbortedError | None = None
 
+    def prepare(self, messages: Sequence[OutgoingMessage]) -> Send:
+        """Group the batch into requests and build their bodies; the call returned sends
+        them (see :meth:`send_batch`)."""
+        return partial(self._send, list(messages), list(self._requests(messages)))
+
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
         """Send every message; on 401/403 stop starting requests and raise with what was
         done. A message that never left (the run stopped first) has no result."""
+        return self.prepare(messages)()
+
+    def _send(self, messages: list[OutgoingMessage], requests: list[_Request]) -> list[SendResult]:
         with self._lock:
             if self._refused is not None:
                 raise SendAbortedError(self._refused.message, [], hint=self._refused.hint)
             slots: list[SendResult | None] = [None] * len(messages)
             ids = [m.message_id for m in messages]
-            requests = list(self._requests(messages))
             futures = [self._pool.submit(self._deliver, r, messages, ids, slots) for r in requests]
             for future in futures:
                 future.result()

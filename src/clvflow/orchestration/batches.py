@@ -91,11 +91,17 @@ def send_pooled_task(batch: Opaque[BatchJob], index: int, total: int) -> BatchRe
     retry_delay_seconds=2,
 )
 def render_task(
-    ws: Workspace, job: Job, batch: Opaque[list[Claim]], rows: Rows, index: int, total: int
+    ws: Workspace,
+    job: Job,
+    batch: Opaque[list[Claim]],
+    sender: Sender | None,
+    rows: Rows,
+    index: int,
+    total: int,
 ) -> Opaque[pipeline.Prepared]:
     """Render a batch in the flow's process; nothing is handed over yet, so a retry is safe.
     (Sending is no task of its own: the batch goes while the next one renders.)"""
-    return Opaque(pipeline.prepare(ws, job, batch.value, rows))
+    return Opaque(pipeline.prepare(ws, job, batch.value, sender, rows))
 
 
 def send_batches(
@@ -112,9 +118,9 @@ def send_batches(
     if job.spec.workers <= 1 or job.dry_run or total <= 1:
 
         def prepare_batch(index: int, batch: Sequence[Claim]) -> pipeline.Prepared:
-            return render_task(ws, job, Opaque(list(batch)), rows, index, total).value
+            return render_task(ws, job, Opaque(list(batch)), sender, rows, index, total).value
 
-        for done, result in enumerate(pipeline.deliver(ws, job, todo, sender, prepare_batch), 1):
+        for done, result in enumerate(pipeline.deliver(ws, job, todo, prepare_batch), 1):
             yield result
             progress(done, total)
         return

@@ -15,14 +15,14 @@ from functools import partial
 
 import pandas as pd
 
-from clvflow.delivery.base import SendAbortedError, Sender, SendResult
+from clvflow.delivery.base import Send, SendAbortedError, Sender, SendResult
 from clvflow.ledger.store import Claim
 from clvflow.personalization.orders import OrderView
 from clvflow.pipeline.claim import batches, claim, still_claimed
 from clvflow.pipeline.job import Job
 from clvflow.pipeline.record import record
 from clvflow.pipeline.render import Rendered, Rows, planned_rows, render
-from clvflow.pipeline.send import hand_over
+from clvflow.pipeline.send import hand_over, ready
 from clvflow.pipeline.summary import BatchResult, RunSummary
 from clvflow.pipeline.workspace import Workspace
 from clvflow.planning.plan import Plan, plan_run
@@ -63,10 +63,11 @@ def claim_plan(ws: Workspace, job: Job, plan: Plan) -> list[Claim]:
 
 @dataclass
 class Prepared:
-    """A batch rendered, nothing of it handed over yet; and what an earlier attempt of the
-    same batch recorded."""
+    """A batch rendered and made ready by the sender, nothing of it handed over yet; and
+    what an earlier attempt of the same batch recorded."""
 
     rendered: Rendered
+    send: Send | None
     earlier: BatchResult
 
 
@@ -74,20 +75,20 @@ def prepare(
     ws: Workspace,
     job: Job,
     batch: Sequence[Claim],
+    sender: Sender | None,
     rows: Rows,
     orders: dict[str, OrderView] | None = None,
 ) -> Prepared:
-    """Render a batch. A retry of a batch renders only what is still ``claimed``."""
+    """Render a batch and let the sender prepare it. A retry of a batch renders only what
+    is still ``claimed``."""
     fresh, earlier = list(batch), BatchResult()
     if not job.dry_run:
         fresh, earlier = still_claimed(ws.ledger, batch)
     rendered = render(ws.composer, ws.ledger, ws.project.config.shop, job, fresh, rows, orders)
-    return Prepared(rendered, earlier)
+    return Prepared(rendered, ready(sender, rendered, job.dry_run), earlier)
 
 
-def settle(
-    ws: Workspace, job: Job, prepared: Prepared, results: Callable[[], list[SendResult]]
-) -> BatchResult:
+def settle(ws: Workspace, job: Job, prepared: Prepared, results: Send) -> BatchResult:
     """Record a batch's outcomes once ``results`` gives them (renewing the run's lease). If
     the backend refused the run, what it did is recorded and the error propagates."""
     try:
@@ -110,16 +111,18 @@ def send_batch(
     orders: dict[str, OrderView] | None = None,
 ) -> BatchResult:
     """Render, hand over and record one batch."""
-    prepared = prepare(ws, job, batch, rows, orders)
-    handed = partial(hand_over, ws.ledger, sender, prepared.rendered, job.dry_run)
-    return settle(ws, job, prepared, handed)
+    prepared = prepare(ws, job, batch, sender, rows, orders)
+    return settle(ws, job, prepared, partial(_hand_over, ws, job, prepared))
+
+
+def _hand_over(ws: Workspace, job: Job, prepared: Prepared) -> list[SendResult]:
+    return hand_over(ws.ledger, prepared.rendered, prepared.send, job.dry_run)
 
 
 def deliver(
     ws: Workspace,
     job: Job,
     todo: Sequence[Sequence[Claim]],
-    sender: Sender | None,
     prepare_batch: Callable[[int, Sequence[Claim]], Prepared],
 ) -> Iterator[BatchResult]:
     """Every batch's result, in order; batch k + 1 renders (``prepare_batch(k + 1, batch)``)
@@ -127,15 +130,14 @@ def deliver(
     it, and the one before is recorded by then. If anything fails, the batch on the wire
     is still recorded before the error propagates."""
     with ThreadPoolExecutor(1, thread_name_prefix="send") as wire:
-        sending: tuple[Prepared, Callable[[], list[SendResult]]] | None = None
+        sending: tuple[Prepared, Send] | None = None
         try:
             for index, batch in enumerate(todo, start=1):
                 prepared = prepare_batch(index, batch)
                 if sending is not None:
                     current, sending = sending, None
                     yield settle(ws, job, *current)
-                handed = wire.submit(hand_over, ws.ledger, sender, prepared.rendered, job.dry_run)
-                sending = (prepared, handed.result)
+                sending = (prepared, wire.submit(_hand_over, ws, job, prepared).result)
             if sending is not None:
                 current, sending = sending, None
                 yield settle(ws, job, *current)
@@ -167,10 +169,10 @@ def run(
     todo = batches(claims, job.spec.batch_size or ws.project.config.limits.batch_size)
 
     def prepare_batch(index: int, batch: Sequence[Claim]) -> Prepared:
-        return prepare(ws, job, batch, rows, orders)
+        return prepare(ws, job, batch, sender, rows, orders)
 
     try:
-        for done, result in enumerate(deliver(ws, job, todo, sender, prepare_batch), start=1):
+        for done, result in enumerate(deliver(ws, job, todo, prepare_batch), start=1):
             summary.add(result)
             if progress is not None:
                 progress(done, len(todo))

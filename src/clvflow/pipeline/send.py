@@ -4,27 +4,35 @@ turn a message that never left into ``unknown``; one that may have left never go
 
 from __future__ import annotations
 
-from clvflow.delivery.base import SendAbortedError, Sender, SendResult
+from clvflow.delivery.base import Send, SendAbortedError, Sender, SendResult
 from clvflow.ledger.store import Ledger
 from clvflow.pipeline.render import Rendered
 
 
+def ready(sender: Sender | None, rendered: Rendered, dry_run: bool = False) -> Send | None:
+    """The sender's preparation of the batch (request bodies, say): nothing leaves yet.
+    None when there is nothing to send (a dry run, or every message failed to render)."""
+    if dry_run or not rendered.messages:
+        return None
+    if sender is None:
+        raise ValueError("a run that sends needs a sender")
+    return sender.prepare(rendered.messages)
+
+
 def hand_over(
-    ledger: Ledger, sender: Sender | None, rendered: Rendered, dry_run: bool = False
+    ledger: Ledger, rendered: Rendered, send: Send | None, dry_run: bool = False
 ) -> list[SendResult]:
     """One result per message that left or failed (a dry run: each as sent, nothing
     leaves). If the backend refuses the run (:class:`SendAbortedError`), the messages it
     never touched go back to ``claimed``."""
     if dry_run:
         return [SendResult(m.message_id, "sent") for m in rendered.messages]
-    if not rendered.messages:
+    if send is None:
         return []
-    if sender is None:
-        raise ValueError("a run that sends needs a sender")
     ids = [m.message_id for m in rendered.messages]
     ledger.mark_sending(ids, rendered.codes)
     try:
-        return sender.send_batch(rendered.messages)
+        return send()
     except SendAbortedError as stop:
         done = {r.message_id for r in stop.results}
         ledger.revert_sending([i for i in ids if i not in done])
