@@ -1,6 +1,7 @@
 # The two set-up commands: `make demo` and `make test`. Both create .venv on first use.
 PYTHON ?= python3
 VENV ?= .venv
+PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -26,8 +27,9 @@ serve: $(STAMP)
 standin: $(STAMP)
 	PYTHONPATH=tests $(BIN)/python -m fakes.sendgrid_standin --port 8025 --key SG.local $(ARGS)
 
+# every test; PYTEST_ARGS="-m 'not slow'" skips the slow ones
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: lint typecheck
 

@@ -25,6 +25,7 @@ async def _flow_runs_and_artifacts() -> tuple[list[Any], list[Any]]:
     return runs, artifacts
 
 
+@pytest.mark.slow
 def test_flow_run_sends_and_publishes_artifacts(
     prefect_api: None, make_project: ProjectFactory
 ) -> None:
@@ -88,6 +89,7 @@ async def _artifacts_and_events(flow_run_id: Any) -> tuple[list[Any], list[Any]]
     return artifacts, page.events
 
 
+@pytest.mark.slow
 def test_ab_flow_run_publishes_counts_per_variant_sample_progress_and_events(
     prefect_api: None, make_project: ProjectFactory
 ) -> None:
@@ -155,6 +157,7 @@ def test_ab_flow_run_publishes_counts_per_variant_sample_progress_and_events(
         assert sample.is_file() and "Unsubscribe" in sample.read_text()
 
 
+@pytest.mark.slow
 def test_order_outside_the_send_window_waits_and_is_not_sent(
     prefect_api: None, make_project: ProjectFactory
 ) -> None:

@@ -16,6 +16,7 @@ from tests.conftest import ProjectFactory
 AS_OF = ["--as-of", "2026-11-23T10:00"]
 
 
+@pytest.mark.slow
 def test_validate_passes_on_the_shipped_project(
     demo_project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -25,6 +26,7 @@ def test_validate_passes_on_the_shipped_project(
     assert "campaign 'win-back': rendered for" in out
 
 
+@pytest.mark.slow
 def test_validate_reports_an_undefined_name_with_file_and_line(
     demo_project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -39,6 +41,7 @@ def test_validate_reports_an_undefined_name_with_file_and_line(
     assert "nothing was sent" in out
 
 
+@pytest.mark.slow
 def test_validate_rejects_marketing_mail_without_unsubscribe_link(
     demo_project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -57,6 +60,7 @@ def test_validate_rejects_marketing_mail_without_unsubscribe_link(
     assert "extends" in line or "footer" in line
 
 
+@pytest.mark.slow
 def test_validate_rejects_a_syntax_error(
     demo_project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -66,6 +70,7 @@ def test_validate_rejects_a_syntax_error(
     assert "win_back.html.j2:" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_validate_checks_campaigns_against_segments(
     demo_project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -76,6 +81,7 @@ def test_validate_checks_campaigns_against_segments(
     assert "unknown segment 'lapsd'" in out and "prefect.yaml" in out
 
 
+@pytest.mark.slow
 def test_campaign_spec_errors_name_the_line(
     demo_project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -174,6 +180,7 @@ def test_run_unknown_campaign_suggests_the_name(
     assert "did you mean 'win-back'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_inspection_commands_do_not_import_prefect(demo_project: Path) -> None:
     cid = _first_customer(demo_project)
     script = (

@@ -44,6 +44,7 @@ def test_the_cache_gives_the_same_emails_and_is_used(templates: Path, tmp_path: 
     assert (again.compile_cache.hits, again.compile_cache.misses) == (looked_up, 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("file", "old", "new"),
     [

@@ -19,7 +19,7 @@ from clvflow.ledger.store import Ledger
 from clvflow.orchestration.artifacts import artifact_key
 from clvflow.project.layout import Project
 
-pytestmark = pytest.mark.prefect
+pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
 
 def test_demo_writes_real_emails_and_is_idempotent(

@@ -238,6 +238,7 @@ def test_claims_come_back_in_customer_order_with_their_rows(ledger_url: str) -> 
     ledger.close()
 
 
+@pytest.mark.slow
 def test_reads_and_status_changes_for_a_hundred_thousand_messages(ledger_url: str) -> None:
     # more keys than SQLite (32,766) or psycopg (65,535) bind as values of one statement
     keys = 100_000

@@ -51,6 +51,7 @@ def _variants(locale: str) -> list[dict[str, Any]]:
     return [full, bare, html, one]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("name", NAMES)
 def test_every_shipped_template_links_and_renders_the_same(name: str, locale: str) -> None:
@@ -313,6 +314,7 @@ def _bodies() -> st.SearchStrategy[str]:
     return st.recursive(leaf, wrap, max_leaves=6)
 
 
+@pytest.mark.slow
 @given(_bodies(), st.booleans(), st.sampled_from(["en", "hu"]))
 @example(
     body="{% for x in items %}{% for x in items %}<p>{{ n | money }}</p>{% endfor %}"

@@ -32,6 +32,8 @@ from clvflow.project.layout import Project
 from clvflow.reporting.report import build_report, measure_campaigns
 from tests.conftest import AS_OF
 
+pytestmark = pytest.mark.slow
+
 CAMPAIGN = """
   - name: measured
     entrypoint: flows/campaign.py:campaign_flow

@@ -60,6 +60,7 @@ def test_serve_says_when_the_configured_server_does_not_answer(
     assert f"127.0.0.1:{port}/api does not answer" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 @pytest.mark.prefect
 def test_suppression_sync_flow_brings_sendgrids_lists_into_the_ledger(
     prefect_api: None, demo_project: Path, monkeypatch: pytest.MonkeyPatch
@@ -86,3 +87,39 @@ def test_suppression_sync_flow_brings_sendgrids_lists_into_the_ledger(
         "bounced@example.com": "bounced",
         "angry@example.com": "spam_report",
     }
+
+
+@pytest.mark.slow
+@pytest.mark.prefect
+def test_a_served_cron_deployment_gets_its_runs_scheduled(
+    prefect_api: None, demo_project: Path
+) -> None:
+    """The server turns a cron schedule that `clvflow serve` registers into scheduled flow
+    runs, as its scheduler service does: win-back's (Mondays 10:00, Budapest), across the
+    spring change of clock."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    from clvflow.orchestration.serve import register_deployments
+
+    register_deployments(Project.load(demo_project), only=["win-back"])
+    with httpx.Client(base_url=str(PREFECT_API_URL.value()), trust_env=False) as api:
+        deployment = api.get("/deployments/name/campaign/win-back")
+        deployment.raise_for_status()
+        deployment_id = deployment.json()["id"]
+        window = {"start_time": "2030-03-24T00:00:00+00:00", "min_runs": 3, "max_runs": 3}
+        api.post(f"/deployments/{deployment_id}/schedule", json=window).raise_for_status()
+        runs = api.post(
+            "/flow_runs/filter",
+            json={
+                "deployments": {"id": {"any_": [deployment_id]}},
+                "flow_runs": {"expected_start_time": {"after_": window["start_time"]}},
+            },
+        )
+        runs.raise_for_status()
+    scheduled = sorted((run["expected_start_time"], run["state_type"]) for run in runs.json())
+    assert scheduled == [
+        ("2030-03-25T09:00:00Z", "SCHEDULED"),  # 10:00 CET
+        ("2030-04-01T08:00:00Z", "SCHEDULED"),  # 10:00 CEST
+        ("2030-04-08T08:00:00Z", "SCHEDULED"),
+    ]

@@ -42,6 +42,7 @@ candidates = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None)
 @given(address=candidates)
 @example("ann@example.com")

@@ -9,6 +9,7 @@ would put it on the wrong side. The expected sides are worked out by hand in the
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -62,8 +63,10 @@ def earlier_message(
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    yield ledger
+    ledger.close()
 
 
 @pytest.mark.parametrize(("timezone", "outside", "inside"), CASES)

@@ -69,6 +69,7 @@ def test_default_folder_is_reports_in_the_project(project: Project) -> None:
     assert (project.root / "reports" / "report.html").is_file()
 
 
+@pytest.mark.slow
 def test_the_command_does_not_import_prefect(project: Project, tmp_path: Path) -> None:
     code = (
         "import sys\n"

@@ -24,7 +24,7 @@ from clvflow.project.layout import Project
 from tests.conftest import AS_OF, ProjectFactory
 from tests.test_campaign_run import FILES
 
-pytestmark = pytest.mark.prefect
+pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
 
 async def _artifacts(flow_run_id: UUID) -> list[Any]:

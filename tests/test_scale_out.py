@@ -23,7 +23,7 @@ from clvflow.ledger.schema import messages
 from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project
 
-pytestmark = [pytest.mark.prefect, pytest.mark.postgres]
+pytestmark = [pytest.mark.prefect, pytest.mark.postgres, pytest.mark.slow]
 
 KEY = "SG.scale-out-key"
 AS_OF = dt.datetime(2026, 11, 23, 10, 0)

@@ -22,6 +22,7 @@ GOLDEN = ROOT / "tests" / "golden"
 NAMES = sorted(p.stem for p in (ROOT / "segments").glob("*.yaml"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_compiled_sql_matches_golden(demo_project: Path, name: str) -> None:
     project = Project.load(demo_project)
@@ -37,6 +38,7 @@ def test_compiled_sql_matches_golden(demo_project: Path, name: str) -> None:
     assert sql + "\n" == golden.read_text()
 
 
+@pytest.mark.slow
 def test_printed_sql_runs_and_selects_the_members(
     demo_project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

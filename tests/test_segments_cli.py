@@ -247,6 +247,7 @@ def _members(shop: Path, name: str, capsys: pytest.CaptureFixture[str], fmt: str
     return capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "condition", "expected"),
     [(n, c[1], c[2]) for n, c in zip(NAMES, CASES, strict=True)],

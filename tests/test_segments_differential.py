@@ -941,6 +941,7 @@ DIFFERENTIAL = settings(
 )
 
 
+@pytest.mark.slow
 @DIFFERENTIAL
 @given(case=cases("customer"))
 @example(case=EXAMPLE_BOUNDARIES)
@@ -948,6 +949,7 @@ def test_customer_attributes(case: Case) -> None:
     check_case(case)
 
 
+@pytest.mark.slow
 @DIFFERENTIAL
 @given(case=cases("derived"))
 @example(case=EXAMPLE_RFM)
@@ -955,12 +957,14 @@ def test_derived_attributes(case: Case) -> None:
     check_case(case)
 
 
+@pytest.mark.slow
 @DIFFERENTIAL
 @given(case=cases("orders"))
 def test_orders_conditions(case: Case) -> None:
     check_case(case)
 
 
+@pytest.mark.slow
 @DIFFERENTIAL
 @given(case=cases("mixed"))
 @example(case=EXAMPLE_ITEMS_PERCENT_REFERENCES)

@@ -163,6 +163,7 @@ def test_sandbox_mode_sends_nothing_and_the_ledger_says_so(
     assert rows and {r["reason"] for r in rows} == {SANDBOX_REASON}
 
 
+@pytest.mark.slow
 def test_the_key_comes_from_a_prefect_secret_block_when_the_environment_has_none(
     prefect_api: None,
     demo_project: Path,

@@ -120,6 +120,7 @@ class BothBackends:
         self.sendgrid.close()
 
 
+@pytest.mark.slow
 def test_a_shipped_campaign_reaches_every_recipient_with_exactly_the_outbox_message(
     sg_project: Project, standin: SendGridStandIn
 ) -> None:
@@ -159,6 +160,7 @@ def test_a_shipped_campaign_reaches_every_recipient_with_exactly_the_outbox_mess
             assert headers[name] == written[name]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("per_request", [1, 3], indirect=True)
 def test_every_message_accepted_exactly_once_despite_429_and_5xx(
     sg_project: Project, standin: SendGridStandIn, per_request: int
@@ -194,6 +196,7 @@ def test_every_message_accepted_exactly_once_despite_429_and_5xx(
     assert set(standin.deliveries_per_recipient().values()) == {1}
 
 
+@pytest.mark.slow
 def test_bad_key_stops_the_run_and_sends_nothing(
     sg_project: Project, standin: SendGridStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -208,6 +211,7 @@ def test_bad_key_stops_the_run_and_sends_nothing(
     assert summary.sent == summary.planned > 0
 
 
+@pytest.mark.slow
 def test_bad_key_exits_non_zero_from_the_cli(
     prefect_api: None,
     sg_project: Project,
@@ -225,6 +229,7 @@ def test_bad_key_exits_non_zero_from_the_cli(
     assert standin.accepted() == []
 
 
+@pytest.mark.slow
 def test_maybe_sent_is_reported_unknown_and_never_resent(
     sg_project: Project, standin: SendGridStandIn
 ) -> None:
@@ -276,6 +281,7 @@ def _spawn(project: Project) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("per_request", [1, 2], indirect=True)
 def test_killed_mid_campaign_then_rerun_sends_each_recipient_at_most_once(
     sg_project: Project, standin: SendGridStandIn
@@ -312,6 +318,7 @@ def test_killed_mid_campaign_then_rerun_sends_each_recipient_at_most_once(
     assert summary.unknown == 0 and summary.failed == 0
 
 
+@pytest.mark.slow
 def test_two_processes_on_one_campaign_send_each_recipient_once(
     pg_ledger: str, sg_project: Project, standin: SendGridStandIn
 ) -> None:

@@ -560,6 +560,7 @@ def test_slow_responses_are_delayed() -> None:
     assert fast < 0.4
 
 
+@pytest.mark.slow
 def test_a_slow_answer_holds_up_no_other_connection() -> None:
     faults = FaultConfig(rate_slow=1.0, slow_delay_s=2.0)
     with SendGridStandIn(KEY, faults=faults) as sg:

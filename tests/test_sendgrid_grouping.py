@@ -118,6 +118,7 @@ def _check_groups(messages: list[OutgoingMessage], per_request: int) -> int:
     return sum(len(g.indices) for g in groups)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(messages=batches(), per_request=st.integers(1, 6))
 def test_a_group_request_gives_every_member_its_own_body(

@@ -26,6 +26,8 @@ from clvflow.project.layout import Project
 from clvflow.web.orders import SIGNATURE_HEADER, sign
 from tests.conftest import ledger_rows
 
+pytestmark = pytest.mark.slow
+
 SECRET = "integration-order-secret"
 BIN = Path(sys.executable).parent
 

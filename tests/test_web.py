@@ -167,14 +167,14 @@ def test_signed_batch_is_recorded_once_and_suppresses(
     }  # a 'blocked' bounce is temporary: dora is not suppressed
     replay = client.post("/webhooks/sendgrid", content=body, headers=_signed(key_pair, body))
     assert replay.status_code == 200 and replay.json()["new"] == 0
-    with Ledger(project.ledger_url).engine.connect() as con:
+    ledger = Ledger(project.ledger_url)
+    with ledger.engine.connect() as con:
         mapped = con.execute(
             select(events.c.message_id, events.c.campaign, events.c.customer_id).where(
                 events.c.event_id == "e1"
             )
         ).one()
     assert tuple(mapped) == (1, "everyone", "C1")  # mapped back through custom_args
-    ledger = Ledger(project.ledger_url)
     assert ledger.event_counts() == {
         "delivered": 1,
         "bounce": 2,

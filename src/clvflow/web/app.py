@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -18,14 +20,27 @@ PUBLIC_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
 def create_app(project: Project, *, order_emitter: orders.Emitter | None = None) -> FastAPI:
     """The app; ``order_emitter`` turns a verified order webhook into an event (default:
     a Prefect ``shop.order.placed`` event)."""
-    app = FastAPI(title="clvflow", docs_url=None, redoc_url=None, openapi_url=None)
     cfg = project.config
-    app.state.clvflow = WebState(
+    state = WebState(
         project=project,
         ledger=Ledger(project.ledger_url),
         key=signing_key(project.state_dir, allow_local=cfg.delivery.backend == "outbox"),
         webhook_public_key=os.environ.get(PUBLIC_KEY_ENV) or None,
     )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # the ledger's pooled connections are closed when the server stops, not left to
+        # the garbage collector
+        try:
+            yield
+        finally:
+            state.ledger.close()
+
+    app = FastAPI(
+        title="clvflow", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
+    app.state.clvflow = state
     app.include_router(unsubscribe.router)
     app.include_router(sendgrid_events.router)
     app.state.order_webhook_secret = os.environ.get(orders.SECRET_ENV) or None
