@@ -157,12 +157,13 @@ def timed_stages() -> StageClock:
         ("claim_plan", "claim (ledger inserts)"),
         ("still_claimed", "a batch's ledger statuses"),
         ("render", "render: rows, promo codes, message assembly"),
-        ("hand_over", DELIVER),
+        ("_hand_over", DELIVER),
         ("record", "record: outcomes"),
     ):
         clock.wrap(pipeline, method, stage)
     clock.wrap(Composer, "compose", "render: composer (context, Jinja, CSS, text)")
-    clock.wrap(SendGridSender, "send_batch", "send: grouping, payloads, HTTP (threads)")
+    clock.wrap(SendGridSender, "prepare", "render: grouping and request bodies")
+    clock.wrap(SendGridSender, "_send", "send: the requests (threads, on the wire)")
     for method in ("mark_sending", "record", "renew_lease", "promo_codes_for"):
         clock.wrap(Ledger, method, "ledger: per-batch writes")
     return clock
