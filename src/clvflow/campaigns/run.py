@@ -4,6 +4,8 @@ send → record), with the configured sender. The Prefect flow runs the same sta
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pandas as pd
 
@@ -51,6 +53,27 @@ def segment_members(ws: Workspace, segment: str, as_of: dt.datetime) -> pd.DataF
     return member_frame(ws.data, compiled, as_of)
 
 
+@contextmanager
+def opened(
+    project: Project,
+    campaign: Campaign,
+    as_of: dt.datetime | None = None,
+    dry_run: bool = False,
+    sender: Sender | None = None,
+) -> Iterator[tuple[Workspace, Job, Sender | None]]:
+    """A run's workspace, job and sender: ``sender``, else the configured one (opened and
+    closed here; none for a dry run). A sender that cannot open (no key, a bad URL) stops
+    the run before anything is planned."""
+    job = campaign_job(project, campaign, as_of, dry_run)
+    owned = None if sender is not None or dry_run else open_sender(project)
+    try:
+        with open_workspace(project, job.as_of) as ws:
+            yield ws, job, sender or owned
+    finally:
+        if owned is not None:
+            owned.close()
+
+
 def run_campaign(
     project: Project,
     campaign: Campaign,
@@ -60,15 +83,8 @@ def run_campaign(
     sender: Sender | None = None,
     progress: pipeline.Progress | None = None,
 ) -> RunSummary:
-    """Run a campaign without Prefect. A sender that cannot open (no key, a bad URL) stops
-    the run before anything is planned."""
-    job = campaign_job(project, campaign, as_of, dry_run)
-    owned = None if sender is not None or dry_run else open_sender(project)
-    try:
-        with open_workspace(project, job.as_of) as ws:
-            members = segment_members(ws, campaign.spec.segment, job.as_of)
-            summary = new_summary(job, campaign.spec.segment)
-            return pipeline.run(ws, job, members, sender or owned, summary, progress=progress)
-    finally:
-        if owned is not None:
-            owned.close()
+    """Run a campaign without Prefect."""
+    with opened(project, campaign, as_of, dry_run, sender) as (ws, job, chosen):
+        members = segment_members(ws, campaign.spec.segment, job.as_of)
+        summary = new_summary(job, campaign.spec.segment)
+        return pipeline.run(ws, job, members, chosen, summary, progress=progress)

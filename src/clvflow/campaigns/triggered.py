@@ -20,16 +20,15 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from clvflow.campaigns.catalog import Campaign
-from clvflow.campaigns.run import campaign_job, new_summary
+from clvflow.campaigns.run import new_summary, opened
 from clvflow.data.sources import ShopData, in_list
 from clvflow.delivery.base import Sender
-from clvflow.delivery.senders import open_sender
 from clvflow.personalization.orders import OrderView
 from clvflow.pipeline import run as pipeline
 from clvflow.pipeline.claim import start
 from clvflow.pipeline.job import Job
 from clvflow.pipeline.summary import RunSummary
-from clvflow.pipeline.workspace import Workspace, open_workspace
+from clvflow.pipeline.workspace import Workspace
 from clvflow.project.layout import Project
 from clvflow.segments.members import customer_rows
 
@@ -202,15 +201,8 @@ def run_order_campaign(
     sender: Sender | None = None,
 ) -> RunSummary:
     """:func:`run_for_order` without Prefect, with the configured sender."""
-    job = campaign_job(project, campaign, as_of, dry_run)
-    owned = None if sender is not None or dry_run else open_sender(project)
-    try:
-        with open_workspace(project, job.as_of) as ws:
-            summary = new_summary(job, campaign.spec.segment)
-            return run_for_order(ws, job, placed, sender or owned, summary)
-    finally:
-        if owned is not None:
-            owned.close()
+    with opened(project, campaign, as_of, dry_run, sender) as (ws, job, chosen):
+        return run_for_order(ws, job, placed, chosen, new_summary(job, campaign.spec.segment))
 
 
 def event_from_data(

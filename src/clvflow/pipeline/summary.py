@@ -30,13 +30,7 @@ class BatchResult:
 
     def add(self, other: BatchResult) -> None:
         """Count ``other`` in too (an earlier attempt of the same batch, say)."""
-        self.sent += other.sent
-        self.failed += other.failed
-        self.unknown += other.unknown
-        self.failures.update(other.failures)
-        self.by_locale.update(other.by_locale)
-        self.by_variant.update(other.by_variant)
-        self.failed_by_variant.update(other.failed_by_variant)
+        add_counts(self, other)
 
 
 @dataclass
@@ -96,13 +90,7 @@ class RunSummary:
                 setattr(self, result.status, getattr(self, result.status) + 1)
 
     def add(self, result: BatchResult) -> None:
-        self.sent += result.sent
-        self.failed += result.failed
-        self.unknown += result.unknown
-        self.failures.update(result.failures)
-        self.by_locale.update(result.by_locale)
-        self.by_variant.update(result.by_variant)
-        self.failed_by_variant.update(result.failed_by_variant)
+        add_counts(self, result)
         self.workers.add(result.pid)
 
     def as_dict(self) -> dict[str, Any]:
@@ -131,3 +119,14 @@ class RunSummary:
             "samples": dict(self.samples),
             "workers": len(self.workers),
         }
+
+
+def add_counts(into: BatchResult | RunSummary, other: BatchResult) -> None:
+    """Add ``other``'s outcomes by status, failure reason, locale and variant to ``into``."""
+    into.sent += other.sent
+    into.failed += other.failed
+    into.unknown += other.unknown
+    into.failures.update(other.failures)
+    into.by_locale.update(other.by_locale)
+    into.by_variant.update(other.by_variant)
+    into.failed_by_variant.update(other.failed_by_variant)
