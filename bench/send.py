@@ -227,9 +227,8 @@ def fan_out(project: Any, campaign: Any, workers: int, clock: StageClock) -> tup
                     worker_cpu += cpu
                     for stage, seconds in spent.items():
                         clock.totals[stage] = clock.totals.get(stage, 0.0) + seconds / workers
-        except BaseException:
-            pipeline.release_unsent(ws, job, claims, summary)
-            pipeline.finish(ws, job, summary, "failed")
+        except BaseException as error:
+            pipeline.fail(ws, job, claims, summary, error)
             raise
         return pipeline.finish(ws, job, summary), worker_cpu
 

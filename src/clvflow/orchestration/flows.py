@@ -118,9 +118,8 @@ def _run(ws: Workspace, job: Job, sender: Sender | None) -> RunSummary:
             summary.samples = sample_task(ws, job, claimed, rows)
         for result in send_batches(ws, job, claims, sender, rows, progress):
             summary.add(result)
-    except BaseException:
-        pipeline.release_unsent(ws, job, claims, summary)
-        pipeline.finish(ws, job, summary, "failed")
+    except BaseException as error:
+        pipeline.fail(ws, job, claims, summary, error)
         events.campaign_finished(summary, failed=True)
         raise
     if not claims:

@@ -176,19 +176,23 @@ def run(
             summary.add(result)
             if progress is not None:
                 progress(done, len(todo))
-    except BaseException as exc:
-        if isinstance(exc, SendAbortedError):
-            summary.count(exc.results)
-        release_unsent(ws, job, claims, summary)
-        finish(ws, job, summary, "failed")
+    except BaseException as error:
+        fail(ws, job, claims, summary, error)
         raise
     return finish(ws, job, summary)
 
 
-def release_unsent(ws: Workspace, job: Job, claims: Sequence[Claim], summary: RunSummary) -> None:
-    """After an error: give back every claim that was never handed to the sender."""
+def fail(
+    ws: Workspace, job: Job, claims: Sequence[Claim], summary: RunSummary, error: BaseException
+) -> None:
+    """After an error: what the backend did before it refused the run is counted, claims
+    never handed to the sender are released (planned again by the next run), and the run
+    is recorded as failed."""
+    if isinstance(error, SendAbortedError):
+        summary.count(error.results)
     if not job.dry_run:
         summary.released += ws.ledger.release([c.id for c in claims])
+    finish(ws, job, summary, "failed")
 
 
 def finish(ws: Workspace, job: Job, summary: RunSummary, status: str = "finished") -> RunSummary:
