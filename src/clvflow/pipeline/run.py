@@ -22,7 +22,7 @@ from clvflow.pipeline.claim import batches, claim, still_claimed
 from clvflow.pipeline.job import Job
 from clvflow.pipeline.record import record
 from clvflow.pipeline.render import Rendered, Rows, planned_rows, render
-from clvflow.pipeline.send import hand_over, ready
+from clvflow.pipeline.send import hand_over, mark, ready
 from clvflow.pipeline.summary import BatchResult, RunSummary
 from clvflow.pipeline.workspace import Workspace
 from clvflow.planning.plan import Plan, plan_run
@@ -112,6 +112,7 @@ def send_batch(
 ) -> BatchResult:
     """Render, hand over and record one batch."""
     prepared = prepare(ws, job, batch, sender, rows, orders)
+    mark(ws.ledger, prepared.rendered, prepared.send)
     return settle(ws, job, prepared, partial(_hand_over, ws, job, prepared))
 
 
@@ -126,9 +127,9 @@ def deliver(
     prepare_batch: Callable[[int, Sequence[Claim]], Prepared],
 ) -> Iterator[BatchResult]:
     """Every batch's result, in order; batch k + 1 renders (``prepare_batch(k + 1, batch)``)
-    while batch k is on the wire. A batch is marked ``sending`` only as the sender takes
-    it, and the one before is recorded by then. If anything fails, the batch on the wire
-    is still recorded before the error propagates."""
+    while batch k is on the wire. Batch k + 1 is marked ``sending`` once batch k is
+    recorded, just before the sending thread takes it. If anything fails, the batch on the
+    wire is still recorded before the error propagates."""
     with ThreadPoolExecutor(1, thread_name_prefix="send") as wire:
         sending: tuple[Prepared, Send] | None = None
         try:
@@ -137,6 +138,7 @@ def deliver(
                 if sending is not None:
                     current, sending = sending, None
                     yield settle(ws, job, *current)
+                mark(ws.ledger, prepared.rendered, prepared.send)
                 sending = (prepared, wire.submit(_hand_over, ws, job, prepared).result)
             if sending is not None:
                 current, sending = sending, None

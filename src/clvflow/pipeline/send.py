@@ -19,21 +19,26 @@ def ready(sender: Sender | None, rendered: Rendered, dry_run: bool = False) -> S
     return sender.prepare(rendered.messages)
 
 
+def mark(ledger: Ledger, rendered: Rendered, send: Send | None) -> None:
+    """Mark the batch ``sending``, storing the promo codes it carries in the same commit;
+    only just before it goes."""
+    if send is not None:
+        ledger.mark_sending([m.message_id for m in rendered.messages], rendered.codes)
+
+
 def hand_over(
     ledger: Ledger, rendered: Rendered, send: Send | None, dry_run: bool = False
 ) -> list[SendResult]:
-    """One result per message that left or failed (a dry run: each as sent, nothing
-    leaves). If the backend refuses the run (:class:`SendAbortedError`), the messages it
-    never touched go back to ``claimed``."""
+    """Send a batch that :func:`mark` has marked: one result per message that left or
+    failed (a dry run: each as sent, nothing leaves). If the backend refuses the run
+    (:class:`SendAbortedError`), the messages it never touched go back to ``claimed``."""
     if dry_run:
         return [SendResult(m.message_id, "sent") for m in rendered.messages]
     if send is None:
         return []
-    ids = [m.message_id for m in rendered.messages]
-    ledger.mark_sending(ids, rendered.codes)
     try:
         return send()
     except SendAbortedError as stop:
         done = {r.message_id for r in stop.results}
-        ledger.revert_sending([i for i in ids if i not in done])
+        ledger.revert_sending([m.message_id for m in rendered.messages if m.message_id not in done])
         raise
