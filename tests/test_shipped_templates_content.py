@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from clvflow.rendering.linked import link_parts
 from clvflow.rendering.render import RenderedEmail, check_compliance, render_email
 from clvflow.rendering.templates import TemplateLibrary
 
@@ -32,6 +33,10 @@ NAMES = [
     "points_expiry",
     "feedback_request",
 ]
+# The steps of the lifecycle journeys: cross-sell after an order, the win-back reminder and
+# the win-back last chance (templates no single campaign uses).
+JOURNEY = ["cross_sell", "win_back_reminder", "win_back_last"]
+SHIPPED_NAMES = NAMES + JOURNEY
 WEDDING = [n for n in NAMES if n.startswith("wedding_")]
 LOCALES = ["en", "hu", "ru"]
 
@@ -192,8 +197,8 @@ DATES = {
 
 
 def test_every_template_has_english_hungarian_and_russian_files(library: TemplateLibrary) -> None:
-    assert set(NAMES) <= set(library.names())
-    for name in NAMES:
+    assert set(SHIPPED_NAMES) <= set(library.names())
+    for name in SHIPPED_NAMES:
         assert library.locales_of(name) == ["hu", "ru"]
         for suffix in (".html.j2", ".hu.html.j2", ".ru.html.j2"):
             path = TEMPLATES / f"{name}{suffix}"
@@ -203,7 +208,7 @@ def test_every_template_has_english_hungarian_and_russian_files(library: Templat
 
 
 @pytest.mark.parametrize("locale", LOCALES)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SHIPPED_NAMES)
 def test_renders_a_compliant_localized_email(
     library: TemplateLibrary, name: str, locale: str
 ) -> None:
@@ -251,7 +256,7 @@ def test_renders_a_compliant_localized_email(
 
 
 @pytest.mark.parametrize("locale", LOCALES)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SHIPPED_NAMES)
 def test_a_hostile_first_name_is_escaped(library: TemplateLibrary, name: str, locale: str) -> None:
     hostile = "<script>alert(1)</script>"
     email = render(library, name, make_context(locale, first_name=hostile))
@@ -439,7 +444,7 @@ def test_feedback_request_without_an_order_asks_for_a_review_of_the_shop(
 
 
 @pytest.mark.parametrize("locale", LOCALES)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SHIPPED_NAMES)
 def test_missing_optional_data_never_breaks_a_render(
     library: TemplateLibrary, name: str, locale: str
 ) -> None:
@@ -477,3 +482,226 @@ def test_regional_locales_use_the_language_file(
     email = render_email(template, context)
     assert f'<html lang="{locale}"' in email.html
     check_compliance(email, UNSUBSCRIBE, SHOP["postal_address"], "thank_you")
+
+
+# The journey steps, each rendered with and without a promo, recommendations and order items.
+CODE = "WB-7KQ2-M9XD"
+BOUGHT = ["Gold Foil Invitation Suite", "Botanical Menu Cards"]
+RECOMMENDED = ["Gold Foil Place Cards", "Eucalyptus Gift Wrap"]
+# What a customer without a code must not read about one (in the subject and the text part).
+CODE_WORDS = {
+    "en": re.compile(r"\bcodes?\b|% off|discount", re.IGNORECASE),
+    "hu": re.compile(r"kupon|kedvezmény", re.IGNORECASE),
+    "ru": re.compile(r"промокод|скидк", re.IGNORECASE),
+}
+# Words of each step in its own language, with a promo and without one.
+STEP_WORDS = {
+    ("cross_sell", True): {"en": "Complete the set", "hu": "szettet", "ru": "комплект"},
+    ("cross_sell", False): {"en": "Complete the set", "hu": "szettet", "ru": "комплект"},
+    ("win_back_reminder", True): {"en": "expires on", "hu": "lejár", "ru": "действует до"},
+    ("win_back_reminder", False): {"en": "still miss you", "hu": "hiányzol", "ru": "скучаем"},
+    ("win_back_last", True): {"en": "last gift", "hu": "utolsó ajándék", "ru": "последний подарок"},
+    ("win_back_last", False): {"en": "last note", "hu": "utolsó levél", "ru": "последнее письмо"},
+}
+
+
+def journey_context(
+    locale: str, name: str, *, promo: bool, recommendations: bool, items: bool
+) -> dict[str, Any]:
+    context = make_context(locale)
+    if name == "cross_sell":
+        context["promo"] = None  # the cross-sell step hands out no code
+    if name == "win_back_last":
+        context["promo"]["discount_percent"] = 20  # a new, stronger code
+    if not promo:
+        context["promo"] = None
+    if not recommendations:
+        context["recommendations"] = []
+    if not items:
+        context["order"]["items"] = []
+    return context
+
+
+@pytest.mark.parametrize("items", [True, False], ids=["items", "no-items"])
+@pytest.mark.parametrize("recommendations", [True, False], ids=["recos", "no-recos"])
+@pytest.mark.parametrize("promo", [True, False], ids=["promo", "no-promo"])
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("name", JOURNEY)
+def test_journey_steps_show_what_the_customer_needs(
+    library: TemplateLibrary,
+    name: str,
+    locale: str,
+    promo: bool,
+    recommendations: bool,
+    items: bool,
+) -> None:
+    context = journey_context(
+        locale, name, promo=promo, recommendations=recommendations, items=items
+    )
+    if name == "cross_sell" and promo:
+        context["promo"] = make_context(locale)["promo"]  # handled if a journey adds one
+    email = render(library, name, context)
+    html, text = plain(email.html), plain(email.text)
+
+    # subject and preheader
+    assert email.subject and len(email.subject) <= 70, email.subject
+    assert FIRST_NAMES[locale] in email.subject
+    assert email.preheader and "None" not in email.preheader
+
+    # the code and its expiry date, or no word of a code at all
+    if promo:
+        assert CODE in html and CODE in text
+        assert DATES[locale]["promo"] in html
+        assert MONEY[locale]["min"] in html
+    else:
+        assert CODE not in html
+        assert 'class="promo-code"' not in email.html
+        assert "%" not in email.subject and "%" not in text
+        assert not CODE_WORDS[locale].search(email.subject + "\n" + text)
+
+    # the recommendations: names, links and prices, or no grid at all
+    if recommendations:
+        assert 'class="products"' in email.html
+        for product in RECOMMENDED:
+            assert product in html
+        assert 'href="https://shop.example/p/gold-foil-place-cards"' in html
+        assert MONEY[locale]["reco"] in html
+    else:
+        assert 'class="products"' not in email.html
+        assert not any(product in html for product in RECOMMENDED)
+
+    # cross-sell names what was bought; the win-back steps do not dwell on an old order
+    if name == "cross_sell":
+        assert DATES[locale]["order"] in html
+        for item in BOUGHT:
+            assert (item in html) is items and (item in text) is items
+        assert (BOUGHT[0] in email.preheader) is items
+    else:
+        assert not any(item in html for item in BOUGHT)
+
+    # the compliance footer, the language of the step, nothing left blank
+    assert 'href="https://mail.paperandvows.example/unsubscribe/' in email.html
+    assert "Paper &amp; Vows Ltd, 14 Linden Court, London N1 7AB, United Kingdom" in email.html
+    assert UNSUBSCRIBE in text and SHOP["postal_address"] in text
+    words = STEP_WORDS[(name, promo)]
+    assert words[locale].lower() in (email.subject + "\n" + text).lower()
+    for other in set(LOCALES) - {locale}:
+        assert words[other].lower() not in text.lower()
+    if locale == "ru":
+        assert CYRILLIC.search(email.subject) and CYRILLIC.search(text)
+    if locale == "hu":
+        assert HUNGARIAN_ONLY.search(text)
+    assert "None" not in text and 'class="button"' in email.html
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("name", JOURNEY)
+def test_journey_steps_keep_their_paragraphs_in_the_text_part(
+    library: TemplateLibrary, name: str, locale: str
+) -> None:
+    """Every paragraph of the HTML is a paragraph of its own in the derived text part."""
+    for promo in (True, False):
+        context = journey_context(locale, name, promo=promo, recommendations=True, items=True)
+        email = render(library, name, context)
+        paragraphs = re.findall(
+            r"<p>(.*?)</p>", library.get(name, locale).html_path.read_text(encoding="utf-8")
+        )
+        assert paragraphs
+        first_words = [p.split("{")[0].split("<")[0].strip() for p in paragraphs]
+        for words in filter(None, first_words):
+            if words in email.text:
+                assert f"\n\n{words}" in email.text, words
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_cross_sell_names_two_items_and_the_rest_of_a_bigger_order(
+    library: TemplateLibrary, locale: str
+) -> None:
+    context = journey_context(locale, "cross_sell", promo=False, recommendations=True, items=True)
+    third = {
+        "product_id": "P-15",
+        "name": "Botanical Table Numbers",
+        "quantity": 1,
+        "unit_price": 16.9,
+        "url": None,
+    }
+    context["order"]["items"].append(third)
+    text = render(library, "cross_sell", context).text
+    rest = {"en": "everything else", "hu": "többi darabja", "ru": "всё остальное"}[locale]
+    assert BOUGHT[0] in text and BOUGHT[1] in text and rest in text
+    assert third["name"] not in text
+
+    context["order"]["items"] = context["order"]["items"][:1]
+    text = render(library, "cross_sell", context).text
+    assert BOUGHT[0] in text and BOUGHT[1] not in text and rest not in text
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_cross_sell_without_an_order_or_products_still_reads_well(
+    library: TemplateLibrary, locale: str
+) -> None:
+    context = journey_context(locale, "cross_sell", promo=False, recommendations=False, items=False)
+    context["order"] = None
+    email = render(library, "cross_sell", context)
+    assert FIRST_NAMES[locale] in email.subject
+    assert "O-20931" not in email.html and DATES[locale]["order"] not in plain(email.html)
+    assert 'class="products"' not in email.html and 'class="button"' in email.html
+    assert "None" not in email.text and "None" not in (email.preheader or "")
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_win_back_reminder_subject_names_the_expiry_date(
+    library: TemplateLibrary, locale: str
+) -> None:
+    context = journey_context(
+        locale, "win_back_reminder", promo=True, recommendations=True, items=True
+    )
+    email = render(library, "win_back_reminder", context)
+    percent = {"en": "15%", "hu": "15%", "ru": "15 %"}[locale]
+    assert percent in plain(email.subject)
+    if locale != "hu":  # Hungarian puts the date in the preheader: "… napjáig"
+        assert DATES[locale]["promo"] in plain(email.subject)
+    assert DATES[locale]["promo"] in plain(email.subject + (email.preheader or ""))
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_win_back_last_offers_the_new_code_once(library: TemplateLibrary, locale: str) -> None:
+    context = journey_context(locale, "win_back_last", promo=True, recommendations=True, items=True)
+    email = render(library, "win_back_last", context)
+    percent = {"en": "20%", "hu": "20%", "ru": "20 %"}[locale]
+    assert percent in plain(email.subject) and percent in plain(email.html)
+    assert email.html.count('class="promo-code"') == 1
+    assert DATES[locale]["promo"] in plain(email.preheader or "")
+    # a clear last chance, not a shouting one
+    assert "!" not in email.subject
+    assert not any(word.isupper() and len(word) > 1 for word in email.subject.split())
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("name", JOURNEY)
+def test_journey_steps_link_and_render_the_same(
+    library: TemplateLibrary, name: str, locale: str
+) -> None:
+    """Campaign runs send the template linked into one: it must read as the file does."""
+    template = library.get(name, locale)
+    contexts = [
+        journey_context(locale, name, promo=promo, recommendations=recos, items=items)
+        for promo in (True, False)
+        for recos in (True, False)
+        for items in (True, False)
+    ]
+    no_order = journey_context(locale, name, promo=False, recommendations=False, items=False)
+    no_order["order"] = None
+    for context in [*contexts, no_order]:
+        linked = link_parts(
+            template.html,
+            template.text,
+            context["locale"],
+            context["shop"],
+            (template.subject.environment, template.head_source, template.preheader is not None),
+        )
+        assert linked.applies(context)
+        assert linked.reads_items is (name == "cross_sell")
+        assert render_email(template, context, linked) == render_email(template, context)
+        subject, _, html, text = linked.render(context)  # linked, not the fallback
+        assert subject and html.count("<html") == 1 and text
