@@ -30,15 +30,54 @@ class Campaign:
         return bool(self.triggers)
 
 
-def load_campaigns(prefect_file: Path) -> dict[str, Campaign]:
-    """Every deployment of prefect.yaml whose parameters carry a campaign ``spec``."""
+@dataclass(frozen=True)
+class Deployment:
+    """A deployment of prefect.yaml whose parameters carry a ``spec``."""
+
+    name: str
+    raw: dict[str, object]
+    params: dict[str, object]
+    loc: tuple[str | int, ...]
+    doc: YamlDocument
+
+    @property
+    def is_journey(self) -> bool:
+        spec = self.params["spec"]
+        return isinstance(spec, dict) and "steps" in spec
+
+    @property
+    def spec_loc(self) -> tuple[str | int, ...]:
+        return (*self.loc, "parameters", "spec")
+
+    def fields(self) -> dict[str, object]:
+        """What campaigns and journeys share: the deployment's schedules, triggers, tags."""
+        raw = self.raw
+        return {
+            "name": self.name,
+            "entrypoint": str(raw.get("entrypoint", "")),
+            "schedules": tuple(s for s in _list(raw.get("schedules")) if isinstance(s, dict)),
+            "line": self.doc.line_of(self.loc),
+            "triggers": tuple(t for t in _list(raw.get("triggers")) if isinstance(t, dict)),
+            "tags": tuple(str(t) for t in _list(raw.get("tags"))),
+            "description": str(raw.get("description") or ""),
+            "parameters": {k: v for k, v in self.params.items() if k != "spec"},
+        }
+
+
+def _list(value: object) -> list[object]:
+    return value if isinstance(value, list) else []
+
+
+def deployments_with_spec(prefect_file: Path) -> list[Deployment]:
+    """Every deployment of prefect.yaml whose parameters carry a ``spec`` (campaigns and
+    journeys), each name once and equal to its ``parameters.campaign``."""
     if not prefect_file.is_file():
         raise ConfigError("prefect.yaml is missing", path=prefect_file)
     doc = read_yaml(prefect_file, ConfigError)
     deployments = doc.data.get("deployments") if isinstance(doc.data, dict) else None
     if not isinstance(deployments, list):
         raise ConfigError("prefect.yaml has no 'deployments:' list", path=prefect_file, line=1)
-    out: dict[str, Campaign] = {}
+    out: dict[str, Deployment] = {}
     for index, raw in enumerate(deployments):
         loc = ("deployments", index)
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
@@ -62,21 +101,18 @@ def load_campaigns(prefect_file: Path) -> dict[str, Campaign]:
                 line=doc.line_of((*loc, "parameters", "campaign")),
                 hint="make them equal: the campaign name keys the ledger",
             )
-        spec = _spec(doc, params["spec"], (*loc, "parameters", "spec"))
-        schedules = tuple(s for s in raw.get("schedules") or [] if isinstance(s, dict))
-        triggers = tuple(t for t in raw.get("triggers") or [] if isinstance(t, dict))
-        out[name] = Campaign(
-            name=name,
-            spec=spec,
-            entrypoint=str(raw.get("entrypoint", "")),
-            schedules=schedules,
-            line=doc.line_of(loc),
-            triggers=triggers,
-            tags=tuple(str(t) for t in raw.get("tags") or []),
-            description=str(raw.get("description") or ""),
-            parameters={k: v for k, v in params.items() if k != "spec"},
-        )
-    return out
+        out[name] = Deployment(name, raw, params, loc, doc)
+    return list(out.values())
+
+
+def load_campaigns(prefect_file: Path) -> dict[str, Campaign]:
+    """Every deployment of prefect.yaml whose parameters carry a campaign ``spec`` (one
+    without ``steps``: those are journeys)."""
+    return {
+        d.name: Campaign(spec=_spec(d.doc, d.params["spec"], d.spec_loc), **d.fields())  # type: ignore[arg-type]
+        for d in deployments_with_spec(prefect_file)
+        if not d.is_journey
+    }
 
 
 def _spec(doc: YamlDocument, data: object, loc: tuple[str | int, ...]) -> CampaignSpec:

@@ -30,6 +30,7 @@ class OutgoingMessage:
     # what it was rendered from (template and locale): messages of one layout share most
     # of their lines, so the SendGrid sender puts them in a request together
     layout: str = ""
+    step: str = ""  # a journey's step
 
     def to_email_message(self, sent_at: dt.datetime | None = None) -> EmailMessage:
         """RFC 5322 message with a text and an HTML part. No header can hold CR or LF."""

@@ -45,13 +45,17 @@ _VARIABLE = ("subject", "personalizations", "content", "headers", "custom_args")
 
 
 def custom_args(message: OutgoingMessage) -> list[tuple[str, str]]:
-    """What webhook events carry back: campaign, occurrence, customer and the ledger row."""
-    return [
+    """What webhook events carry back: campaign, occurrence, customer and the ledger row;
+    and a journey's step."""
+    args = [
         ("clvflow_campaign", message.campaign),
         ("clvflow_occurrence", message.occurrence),
         ("clvflow_customer", message.customer_id),
         ("clvflow_message", str(message.message_id)),
     ]
+    if message.step:
+        args.append(("clvflow_step", message.step))
+    return args
 
 
 def build_payload(message: OutgoingMessage, sandbox: bool) -> dict[str, Any]:

@@ -113,3 +113,26 @@ runs = SATable(
     Column("lease_until", DateTime, nullable=False),
     Column("summary", Text),
 )
+
+# one row per (journey, entry occurrence, customer); its steps are ``messages`` rows of the
+# journey with occurrence "<entry occurrence>/<step name>" (status sent, failed, unknown or
+# skipped with the reason). ``step`` is the index of the next step to decide and
+# ``step_at`` when the one before it was decided (at first: when the entry entered).
+journey_entries = SATable(
+    "journey_entries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("journey", String(200), nullable=False),
+    Column("occurrence", String(200), nullable=False),
+    Column("customer_id", String(200), nullable=False),
+    Column("entered_at", DateTime, nullable=False),
+    Column("holdout", Integer, nullable=False, default=0),
+    Column("step", Integer, nullable=False, default=0),
+    Column("step_at", DateTime, nullable=False),
+    Column("exited_at", DateTime),
+    Column("exit_reason", String(50)),
+    Column("run_id", String(64), nullable=False),
+    UniqueConstraint("journey", "occurrence", "customer_id", name="uq_journey_entry"),
+)
+Index("ix_journey_entries_active", journey_entries.c.journey, journey_entries.c.exited_at)
+Index("ix_journey_entries_customer", journey_entries.c.customer_id)

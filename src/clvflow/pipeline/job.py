@@ -12,7 +12,8 @@ from clvflow.project.campaign_spec import CampaignSpec
 @dataclass(frozen=True)
 class Job:
     """One run: the ledger's campaign key, what it sends (templates, variants, promo,
-    resend policy, holdout, send window), its instant and its id."""
+    resend policy, holdout, send window), its instant and its id; for a journey's step,
+    the step."""
 
     name: str
     spec: CampaignSpec
@@ -20,6 +21,9 @@ class Job:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     dry_run: bool = False
     headers: tuple[tuple[str, str], ...] = ()  # added to every message
+    step: str | None = None  # a journey's step: X-Clvflow-Step, and the occurrence's tail
+    # a journey step without a promo of its own shows the code issued at this earlier step
+    promo_step: str | None = None
 
     @property
     def occurrence(self) -> str:

@@ -91,6 +91,8 @@ def render(
                 out.failures.append(Outcome(claim.id, "failed", f"render: {item.error}"[:500]))
                 continue
             headers = {**item.headers, **dict(job.headers)}
+            if job.step:
+                headers["X-Clvflow-Step"] = job.step
             if variant:
                 headers["X-Clvflow-Variant"] = variant
             out.messages.append(
@@ -110,6 +112,7 @@ def render(
                     headers=headers,
                     categories=(job.name,),
                     layout=f"{item.email.template}/{item.locale}",
+                    step=job.step or "",
                 )
             )
     return out
@@ -122,7 +125,7 @@ def promo_codes(
     and the fresh ones, which the ledger stores as the batch is marked ``sending``."""
     spec = job.spec.promo
     if spec is None:
-        return {}, []
+        return (held_codes(ledger, job, batch) if job.promo_step else {}), []
     existing: dict[str, dict[str, Any]] = {}
     if not job.dry_run:
         for occurrence in {c.occurrence for c in batch}:
@@ -132,6 +135,18 @@ def promo_codes(
     fresh = promo_rows(spec, job.name, pairs, shop.currency, job.as_of)
     existing.update({str(r["customer_id"]): r for r in fresh})
     return existing, [] if job.dry_run else fresh
+
+
+def held_codes(ledger: Ledger, job: Job, batch: Sequence[Claim]) -> dict[str, dict[str, Any]]:
+    """Customer → the code their journey entry was given at ``job.promo_step``."""
+    found: dict[str, dict[str, Any]] = {}
+    by_holder: dict[str, list[str]] = {}
+    for claim in batch:
+        entry = claim.occurrence.rsplit("/", 1)[0]
+        by_holder.setdefault(f"{entry}/{job.promo_step}", []).append(claim.customer_id)
+    for occurrence, ids in by_holder.items():
+        found.update(ledger.promo_codes_for(job.name, occurrence, ids))
+    return found
 
 
 def display_name(row: Row) -> str:

@@ -104,11 +104,12 @@ class CompiledSegment:
         """The CTEs defining ``customer_facts`` with just what ``predicate`` reads."""
         return facts_sql(self.needs)
 
-    def members_sql(self, columns: str = "cf.customer_id") -> str:
-        """One self-contained query returning ``columns`` of the members, in a stable order."""
+    def members_sql(self, columns: str = "cf.customer_id", join: str = "") -> str:
+        """One self-contained query returning ``columns`` of the members, in a stable order
+        (``join``: more relations joined to ``cf``)."""
         return (
             f"{self.data.with_clause(self.facts)}SELECT {columns}\nFROM customer_facts AS cf\n"
-            f"WHERE {self.predicate}\nORDER BY cf.customer_id"
+            f"{join}WHERE {self.predicate}\nORDER BY cf.customer_id"
         )
 
 

@@ -114,3 +114,9 @@ def _frame(data: ShopData, needs: Needs, predicate: str, as_of: dt.datetime) -> 
         "ORDER BY cf.customer_id"
     )
     return data.frame(sql)
+
+
+def customers_frame(data: ShopData, ids: Sequence[str], as_of: dt.datetime) -> pd.DataFrame:
+    """The customers ``ids`` with every attribute plus ``last_order_id``, by customer id."""
+    needs = new_needs(data, as_of)
+    return _frame(data, needs, f"cf.customer_id IN {in_list(list(ids))}", as_of)

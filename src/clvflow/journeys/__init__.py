@@ -1,0 +1,1 @@
+"""Lifecycle journeys: multi-step series that follow each customer."""

@@ -1,0 +1,349 @@
+"""One journey run, top to bottom: enter → decide → for each step: record skips and exits,
+send the due through the campaign pipeline (plan → claim → render → send → record) →
+advance the entries whose step is decided.
+
+A run advances every entry that is due at ``as_of``, so no run sleeps for days and a missed
+run catches up. An entry whose step is decided may be due for the next one at once (a
+step without a wait, or a date long past): the run decides again until nothing moves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pandas as pd
+
+from clvflow.campaigns.triggered import OrderPlaced, customer_row, order_view
+from clvflow.delivery.base import Sender
+from clvflow.delivery.senders import open_sender
+from clvflow.journeys.catalog import Journey
+from clvflow.journeys.decide import DUE, EXIT, WAITING, decide
+from clvflow.journeys.enter import entrants, to_local
+from clvflow.journeys.facts import gather
+from clvflow.journeys.summary import JourneySummary, StepCounts
+from clvflow.ledger import journeys as state
+from clvflow.personalization.orders import OrderView
+from clvflow.pipeline import run as pipeline
+from clvflow.pipeline.job import Job
+from clvflow.pipeline.summary import RunSummary
+from clvflow.pipeline.workspace import Workspace, open_workspace
+from clvflow.planning.addresses import valid_addresses
+from clvflow.planning.plan import SUPPRESSION_REASONS, ledger_time
+from clvflow.project.clock import local_now
+from clvflow.project.layout import Project
+from clvflow.segments.catalog import SegmentCatalog
+from clvflow.segments.members import customers_frame
+
+SKIPS = ("missing_date", "expired", "where", "unless")
+
+
+def step_job(journey: Journey, index: int, as_of: dt.datetime, dry_run: bool) -> Job:
+    """Step ``index`` as a pipeline job: its own run id, the step's name in every message,
+    and the code the entry holds when the step has no promo of its own."""
+    spec = journey.spec
+    step = spec.steps[index]
+    holder = None
+    if step.promo is None:
+        holder = next((s.name for s in reversed(spec.steps[:index]) if s.promo), None)
+    return Job(
+        journey.name,
+        spec.step_campaign(index),
+        as_of,
+        dry_run=dry_run,
+        step=step.name,
+        promo_step=holder,
+    )
+
+
+def advance_journey(
+    ws: Workspace,
+    journey: Journey,
+    as_of: dt.datetime,
+    sender: Sender | None,
+    *,
+    dry_run: bool = False,
+    order: OrderPlaced | None = None,
+) -> JourneySummary:
+    """Enter who enters, then advance every entry that is due (see the module's docstring)."""
+    summary = JourneySummary(journey.name, uuid.uuid4().hex, as_of, dry_run)
+    summary.steps = {s.name: StepCounts() for s in journey.spec.steps}
+    catalog = SegmentCatalog.load(ws.project.segments_dir)
+    new = entrants(ws.data, catalog, ws.ledger, journey, as_of)
+    if order is not None:
+        new = pd.concat([new, _order_entrant(ws, journey, order, as_of)], ignore_index=True)
+    _enter(ws, journey, new, summary)
+    facts = gather(ws.data, catalog, ws.ledger, journey, as_of)
+    orders = _triggered_order(ws, order, as_of)
+    tried: set[tuple[int, int]] = set()  # (entry, step) handed to the pipeline by this run
+    for _ in range(len(journey.spec.steps) if not dry_run else 1):
+        entries = read_entries(ws, journey, new if dry_run else None)
+        decisions = decide(journey.spec, entries, facts, as_of)
+        keys = pd.Series(list(zip(decisions["id"], decisions["step"], strict=True)), dtype=object)
+        decisions = decisions[~keys.isin(tried).to_numpy()]
+        if not _apply(ws, journey, decisions, sender, summary, orders, tried):
+            break
+    return summary
+
+
+def decide_now(ws: Workspace, journey: Journey, as_of: dt.datetime) -> pd.DataFrame:
+    """Who is due for which step at ``as_of``, with reasons; nothing is written."""
+    catalog = SegmentCatalog.load(ws.project.segments_dir)
+    facts = gather(ws.data, catalog, ws.ledger, journey, as_of)
+    return decide(journey.spec, read_entries(ws, journey), facts, as_of)
+
+
+def _order_entrant(
+    ws: Workspace, journey: Journey, placed: OrderPlaced, as_of: dt.datetime
+) -> pd.DataFrame:
+    from clvflow.planning.plan import in_holdout
+
+    when = placed.order.placed_at or as_of
+    if when.tzinfo is not None:
+        entered = when.astimezone(dt.UTC).replace(tzinfo=None)
+    else:
+        entered = ledger_time(when, ws.data.timezone)
+    cid = placed.customer.customer_id
+    held = int(in_holdout(journey.name, cid, journey.spec.holdout_percent))
+    return pd.DataFrame(
+        {
+            "occurrence": [placed.order.order_id],
+            "customer_id": [cid],
+            "entered_at": pd.Series([entered], dtype="datetime64[us]"),
+            "holdout": [held],
+        }
+    )
+
+
+def _triggered_order(
+    ws: Workspace, placed: OrderPlaced | None, as_of: dt.datetime
+) -> dict[str, tuple[OrderPlaced, OrderView]]:
+    """The triggering order by its id, as the event tells it (the shop's data may not
+    have it yet)."""
+    if placed is None:
+        return {}
+    view = order_view(ws.data, placed, ws.project.config.shop.timezone, as_of)
+    return {} if view is None else {placed.order.order_id: (placed, view)}
+
+
+def _enter(ws: Workspace, journey: Journey, new: pd.DataFrame, summary: JourneySummary) -> None:
+    held = new["holdout"] == 1
+    if summary.dry_run:
+        summary.entered, summary.held_out = len(new), int(held.sum())
+        return
+    with ws.ledger.engine.begin() as con:
+        for mask, attr in ((~held, "entered"), (held, "held_out")):
+            part = new[mask]
+            columns = {c: part[c].tolist() for c in state.ENTRANT_FIELDS}
+            setattr(summary, attr, state.enter(con, journey.name, summary.run_id, columns))
+    summary.entered += summary.held_out
+
+
+def read_entries(
+    ws: Workspace, journey: Journey, dry_new: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The entries still going (a dry run adds the ones it would enter), times local."""
+    with ws.ledger.engine.connect() as con:
+        entries = state.active(con, journey.name)
+    if dry_new is not None:
+        known = set(zip(entries["occurrence"], entries["customer_id"], strict=True))
+        pairs = zip(dry_new["occurrence"], dry_new["customer_id"], strict=True)
+        unknown = pd.Series([p not in known for p in pairs], index=dry_new.index, dtype=bool)
+        fresh = dry_new[unknown & (dry_new["holdout"] == 0)]
+        added = pd.DataFrame(
+            {
+                "id": range(-1, -len(fresh) - 1, -1),
+                "occurrence": fresh["occurrence"].tolist(),
+                "customer_id": fresh["customer_id"].tolist(),
+                "entered_at": fresh["entered_at"].tolist(),
+                "step": 0,
+                "step_at": fresh["entered_at"].tolist(),
+            }
+        )
+        entries = pd.concat([entries, added.astype(entries.dtypes.to_dict())], ignore_index=True)
+    tz = ws.data.timezone
+    entries["entered_at"] = to_local(entries["entered_at"], tz)
+    entries["step_at"] = to_local(entries["step_at"], tz)
+    return entries
+
+
+def _apply(
+    ws: Workspace,
+    journey: Journey,
+    decisions: pd.DataFrame,
+    sender: Sender | None,
+    summary: JourneySummary,
+    orders: dict[str, tuple[OrderPlaced, OrderView]],
+    tried: set[tuple[int, int]],
+) -> int:
+    """Carry out one round of decisions; how many entries moved or exited."""
+    steps = journey.spec.steps
+    moved = 0
+    for index, step in enumerate(steps):
+        mine = decisions[decisions["step"] == index]
+        counts = summary.steps[step.name]
+        counts.waiting = int((mine["decision"] == WAITING).sum())
+        exits = mine[mine["decision"] == EXIT]
+        moved += _exit(ws, summary, counts, exits, "ordered")
+        skipped = mine[mine["decision"].isin(SKIPS)]
+        for reason, n in skipped["decision"].value_counts().items():
+            counts.skipped[str(reason)] += int(n)
+        if not summary.dry_run and not skipped.empty:
+            with ws.ledger.engine.begin() as con:
+                state.record_skipped(
+                    con,
+                    journey.name,
+                    summary.run_id,
+                    [
+                        (state.step_occurrence(o, step.name), c, r)
+                        for o, c, r in zip(
+                            skipped["occurrence"],
+                            skipped["customer_id"],
+                            skipped["decision"],
+                            strict=True,
+                        )
+                    ],
+                )
+            moved += _advance(ws, journey, index, skipped, summary.as_of)
+        due = mine[mine["decision"] == DUE]
+        # one entry per customer and step in a round (a customer's second order: next round)
+        due = due.sort_values(["customer_id", "occurrence"]).drop_duplicates("customer_id")
+        tried.update(zip(due["id"].astype(int), due["step"].astype(int), strict=True))
+        if not due.empty:
+            moved += _send_step(ws, journey, index, due, sender, summary, orders)
+    return moved
+
+
+def _exit(
+    ws: Workspace, summary: JourneySummary, counts: StepCounts, rows: pd.DataFrame, reason: str
+) -> int:
+    if rows.empty:
+        return 0
+    counts.exited[reason] += len(rows)
+    if summary.dry_run:
+        return 0
+    at = ledger_time(summary.as_of, ws.data.timezone)
+    with ws.ledger.engine.begin() as con:
+        return state.exit_entries(con, rows["id"].astype(int).tolist(), reason, at)
+
+
+def _advance(
+    ws: Workspace, journey: Journey, index: int, rows: pd.DataFrame, as_of: dt.datetime
+) -> int:
+    keys = list(zip(rows["id"].astype(int), rows["occurrence"], rows["customer_id"], strict=True))
+    last = index == len(journey.spec.steps) - 1
+    name = journey.spec.steps[index].name
+    at = ledger_time(as_of, ws.data.timezone)
+    with ws.ledger.engine.begin() as con:
+        return state.advance(con, journey.name, index, name, last, keys, at)
+
+
+def _send_step(
+    ws: Workspace,
+    journey: Journey,
+    index: int,
+    due: pd.DataFrame,
+    sender: Sender | None,
+    summary: JourneySummary,
+    orders: dict[str, tuple[OrderPlaced, OrderView]],
+) -> int:
+    """Send step ``index`` to the ``due`` entries; entries that can get nothing (gone
+    from the shop's data, no address, no consent, suppressed) exit with that reason."""
+    step = journey.spec.steps[index]
+    counts = summary.steps[step.name]
+    counts.due += len(due)
+    job = step_job(journey, index, summary.as_of, summary.dry_run)
+    customers = customers_frame(ws.data, due["customer_id"].tolist(), summary.as_of)
+    customers["customer_id"] = customers["customer_id"].astype(str)
+    triggered = {o: pair for o, pair in orders.items() if o in set(due["occurrence"])}
+    for placed, _view in triggered.values():  # the event fills what the data lacks
+        row = customer_row(ws.data, placed, summary.as_of)
+        if row is not None:
+            rest = customers[customers["customer_id"] != placed.customer.customer_id]
+            customers = pd.concat([rest, pd.DataFrame([row])], ignore_index=True)
+    members = due[["id", "occurrence", "customer_id"]].merge(customers, on="customer_id")
+    moved = _exit(
+        ws,
+        summary,
+        counts,
+        due[~due["customer_id"].isin(members["customer_id"])],
+        "unknown_customer",
+    )
+    reasons = _cannot_receive(ws, members, marketing=ws.kind(job.spec.templates) == "marketing")
+    for reason in reasons.dropna().unique():
+        moved += _exit(ws, summary, counts, members[reasons == reason], str(reason))
+    members = members[reasons.isna()].reset_index(drop=True)
+    if members.empty:
+        return moved
+    entry_rows = members[["id", "occurrence", "customer_id"]].copy()
+    members["occurrence"] = members["occurrence"].map(
+        lambda occ: state.step_occurrence(str(occ), step.name)
+    )
+    run = RunSummary(
+        campaign=journey.name,
+        run_id=job.run_id,
+        as_of=summary.as_of,
+        dry_run=summary.dry_run,
+        segment=journey.spec.entry.segment or str(journey.spec.entry.event),
+        occurrence=step.name,
+    )
+    views = {p.customer.customer_id: v for p, v in triggered.values()} if index == 0 else {}
+    pipeline.run(ws, job, members.drop(columns=["id"]), sender, run, orders=views or None)
+    counts.add_run(run)
+    summary.runs.append(run)
+    if summary.dry_run:
+        return moved
+    return moved + _advance(ws, journey, index, entry_rows, summary.as_of)
+
+
+def _cannot_receive(ws: Workspace, members: pd.DataFrame, *, marketing: bool) -> pd.Series:
+    """Per member: why no step can reach them (they exit), else NA."""
+    reason = pd.Series(pd.NA, index=members.index, dtype="string")
+    emails = members["email"].astype("string").fillna("").str.strip()
+    suppressed = ws.ledger.suppressed(emails.tolist())
+    if suppressed:
+        kinds = emails.str.lower().map(suppressed)
+        for raw, why in SUPPRESSION_REASONS.items():
+            reason[(kinds == raw) & reason.isna()] = why
+        reason[kinds.notna() & reason.isna()] = "suppressed"
+    valid = pd.Series(valid_addresses(emails.tolist()), index=members.index, dtype=bool)
+    reason[~valid & reason.isna()] = "invalid_address"
+    if marketing and "accepts_marketing" in members:
+        refused = members["accepts_marketing"].map(lambda v: v is False or v == "false")
+        reason[refused.astype(bool) & reason.isna()] = "no_marketing_consent"
+    return reason
+
+
+@contextmanager
+def opened(
+    project: Project,
+    as_of: dt.datetime | None = None,
+    dry_run: bool = False,
+    sender: Sender | None = None,
+) -> Iterator[tuple[Workspace, dt.datetime, Sender | None]]:
+    """A journey run's workspace, instant and sender: ``sender``, else the configured one
+    (none for a dry run)."""
+    when = (as_of or local_now(project.config.shop.timezone)).replace(tzinfo=None)
+    owned = None if sender is not None or dry_run else open_sender(project)
+    try:
+        with open_workspace(project, when) as ws:
+            yield ws, when, sender or owned
+    finally:
+        if owned is not None:
+            owned.close()
+
+
+def run_journey(
+    project: Project,
+    journey: Journey,
+    *,
+    as_of: dt.datetime | None = None,
+    dry_run: bool = False,
+    sender: Sender | None = None,
+    order: OrderPlaced | None = None,
+) -> JourneySummary:
+    """Advance a journey without Prefect."""
+    with opened(project, as_of, dry_run, sender) as (ws, when, chosen):
+        return advance_journey(ws, journey, when, chosen, dry_run=dry_run, order=order)
