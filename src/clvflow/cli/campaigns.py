@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clvflow.cli.options import AsOfOption, ProjectOption, resolve_as_of
+from clvflow.errors import ConfigError
 from clvflow.project.layout import Project
 
 out = Console(soft_wrap=True)
@@ -34,21 +36,60 @@ def summary_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def journey_table(summary: dict[str, Any]) -> Table:
+    verb = "would send" if summary["dry_run"] else "sent"
+    table = Table("step", "due", verb, "skipped", "exited", "waiting", title=summary["journey"])
+    for name, step in summary["steps"].items():
+        table.add_row(
+            name,
+            str(step["due"]),
+            str(step["sent"]),
+            ", ".join(f"{r.replace('_', ' ')} {n}" for r, n in sorted(step["skipped"].items())),
+            ", ".join(f"{r.replace('_', ' ')} {n}" for r, n in sorted(step["exited"].items())),
+            str(step["waiting"]),
+        )
+    table.caption = (
+        f"{summary['entered']} entered ({summary['held_out']} in the holdout); "
+        f"{verb} {summary['sent']}, failed {summary['failed']}"
+    )
+    return table
+
+
 def run(
-    campaign: Annotated[str, typer.Argument(help="Campaign: a deployment name in prefect.yaml.")],
+    campaign: Annotated[
+        str, typer.Argument(help="Campaign or journey: a deployment name in prefect.yaml.")
+    ],
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Plan and render, send and record nothing.")
     ] = False,
     project: ProjectOption = Path("."),
     as_of: AsOfOption = None,
 ) -> int:
-    """Run CAMPAIGN now, as a Prefect flow run."""
-    from clvflow.campaigns.catalog import find_campaign, load_campaigns
-    from clvflow.orchestration.local import flow_session, quiet_prefect, run_flow
+    """Run CAMPAIGN (or advance a journey) now, as a Prefect flow run."""
+    from clvflow.campaigns.catalog import load_campaigns
+    from clvflow.journeys.catalog import load_journeys
+    from clvflow.orchestration.local import flow_session, quiet_prefect, run_flow, run_journey_flow
 
     loaded = Project.load(project)
-    target = find_campaign(load_campaigns(loaded.prefect_file), campaign, loaded.prefect_file)
+    journeys = load_journeys(loaded.prefect_file)
     when = resolve_as_of(loaded, as_of) if as_of else None
+    if campaign in journeys:
+        quiet_prefect()
+        with flow_session():
+            result = run_journey_flow(journeys[campaign], str(loaded.root), when, dry_run)
+        out.print(journey_table(result))
+        return 1 if result["failed"] else 0
+    campaigns = load_campaigns(loaded.prefect_file)
+    if campaign not in campaigns:
+        names = sorted([*campaigns, *journeys])
+        close = difflib.get_close_matches(campaign, names, n=1)
+        raise ConfigError(
+            f"no campaign or journey named '{campaign}'"
+            + (f" — did you mean '{close[0]}'?" if close else ""),
+            path=loaded.prefect_file,
+            hint="campaigns and journeys: " + (", ".join(names) or "(none)"),
+        )
+    target = campaigns[campaign]
     quiet_prefect()
     with flow_session():
         summary = run_flow(target, str(loaded.root), when, dry_run)

@@ -13,7 +13,17 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from clvflow.cli import campaigns, emit, promos, report, segments, serve, suppressions, templates
+from clvflow.cli import (
+    campaigns,
+    emit,
+    journeys,
+    promos,
+    report,
+    segments,
+    serve,
+    suppressions,
+    templates,
+)
 from clvflow.errors import ClvflowError
 
 app = typer.Typer(
@@ -24,6 +34,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(segments.app, name="segments")
+app.add_typer(journeys.app, name="journeys")
 app.add_typer(promos.app, name="promos")
 app.add_typer(suppressions.app, name="suppressions")
 app.add_typer(emit.app, name="emit")

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from clvflow.campaigns.catalog import Campaign
+from clvflow.journeys.catalog import Journey
 
 
 def quiet_prefect() -> None:
@@ -51,6 +52,25 @@ def run_flow(
         result: dict[str, Any] = campaign_flow(
             campaign=campaign.name,
             spec=campaign.spec,
+            as_of=as_of,
+            dry_run=dry_run,
+            project=project_dir,
+        )
+    return result
+
+
+def run_journey_flow(
+    journey: Journey, project_dir: str, as_of: dt.datetime | None, dry_run: bool
+) -> dict[str, Any]:
+    """One journey run as one Prefect flow run (tagged like its deployment)."""
+    from prefect import tags
+
+    from clvflow.orchestration.journey_flow import journey_flow
+
+    with tags("clvflow", f"journey:{journey.name}", *journey.tags):
+        result: dict[str, Any] = journey_flow(
+            campaign=journey.name,
+            spec=journey.spec,
             as_of=as_of,
             dry_run=dry_run,
             project=project_dir,

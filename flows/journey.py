@@ -1,0 +1,5 @@
+"""Prefect entrypoint for the journey deployments (logic: clvflow package)."""
+
+from clvflow.orchestration.journey_flow import journey_flow
+
+__all__ = ["journey_flow"]
