@@ -218,7 +218,7 @@ def test_validate_rejects_a_bad_entrypoint_and_cron(
         "entrypoint: flows/campaign.py:campain_flow",
         1,
     )
-    text = text.replace('cron: "0 10 * * 1"', 'cron: "every monday"')
+    text = text.replace('cron: "0 11 1 */3 *"', 'cron: "every monday"')
     prefect.write_text(text)
     assert main(["validate", "--project", str(demo_project), "--as-of", "2026-11-23T10:00"]) == 2
     out = capsys.readouterr().out

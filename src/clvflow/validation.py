@@ -20,7 +20,11 @@ from clvflow.campaigns.checks import check_deployments
 from clvflow.compliance.secret import signing_key
 from clvflow.data.sources import ShopData, in_list, open_shop_data, quote_literal
 from clvflow.errors import ClvflowError, ConfigError, TemplateError
+from clvflow.journeys.catalog import Journey, load_journeys
+from clvflow.journeys.facts import check_anchors, where_members
 from clvflow.personalization.promo import promo_row
+from clvflow.project.campaign_spec import CampaignSpec, PromoSpec
+from clvflow.project.journey_spec import ORDER_PLACED
 from clvflow.project.layout import Project
 from clvflow.rendering.composer import LINK_AFTER, Composed, Composer
 from clvflow.rendering.templates import TemplateLibrary
@@ -39,13 +43,7 @@ class ValidationReport:
 
 def validate_project(project: Project, as_of: dt.datetime) -> ValidationReport:
     report = ValidationReport(notes=[f"{project.root / 'clvflow.yaml'}"])
-    try:
-        campaigns = load_campaigns(project.prefect_file)
-        report.notes.append(f"prefect.yaml: {len(campaigns)} campaign(s)")
-        report.errors.extend(check_deployments(project.root, project.prefect_file, campaigns))
-    except ClvflowError as exc:
-        report.errors.append(exc)
-        campaigns = {}
+    campaigns, journeys = _deployments(report, project)
     try:
         catalog = SegmentCatalog.load(project.segments_dir)
         data = open_shop_data(project)
@@ -69,11 +67,13 @@ def validate_project(project: Project, as_of: dt.datetime) -> ValidationReport:
     _compile_templates(report, library, project)
     key = signing_key(project.state_dir, allow_local=True)
     composer = Composer(project.config.shop, data, library, key, as_of, link_at_once=True)
-    rows_of = _sample_rows(data, campaigns, members, project.config.shop.locales, as_of)
-    for campaign in campaigns.values():
+    steps = _journey_checks(report, journeys, catalog, data, as_of)
+    targets: dict[str, Campaign | StepCampaign] = {**campaigns, **steps}
+    rows_of = _sample_rows(data, targets, members, project.config.shop.locales, as_of)
+    for label, campaign in targets.items():
         spec = campaign.spec
-        where = f"campaign '{campaign.name}'"
-        if spec.segment not in catalog.segments:
+        where = label if label in steps else f"campaign '{campaign.name}'"
+        if spec.segment not in catalog.segments and spec.segment != ORDER_PLACED:
             report.errors.append(
                 ConfigError(
                     f"{where} uses unknown segment '{spec.segment}'",
@@ -95,9 +95,10 @@ def validate_project(project: Project, as_of: dt.datetime) -> ValidationReport:
         if unknown:
             continue
         rows = rows_of[spec.segment]
+        shown = spec.promo or (steps[label].held if label in steps else None)
         promos = {
             str(r["customer_id"]): promo_row(
-                spec.promo,
+                shown,
                 campaign.name,
                 "validate",
                 str(r["customer_id"]),
@@ -105,7 +106,7 @@ def validate_project(project: Project, as_of: dt.datetime) -> ValidationReport:
                 as_of,
             )
             for r in rows
-            if spec.promo is not None
+            if shown is not None
         }
         composed: list[Composed] = []
         for template in spec.templates:
@@ -113,9 +114,73 @@ def validate_project(project: Project, as_of: dt.datetime) -> ValidationReport:
         report.notes.append(
             f"{where}: rendered for {len(composed)} sample customer(s), linked and as written"
         )
-    _render_unused(report, campaigns, library, composer, data, as_of, project)
+    _render_unused(report, targets, library, composer, data, as_of, project)
     data.close()
     return report
+
+
+def _deployments(
+    report: ValidationReport, project: Project
+) -> tuple[dict[str, Campaign], dict[str, Journey]]:
+    """prefect.yaml's campaigns and journeys, their entrypoints, schedules and triggers."""
+    try:
+        campaigns = load_campaigns(project.prefect_file)
+        journeys = load_journeys(project.prefect_file)
+    except ClvflowError as exc:
+        report.errors.append(exc)
+        return {}, {}
+    report.notes.append(f"prefect.yaml: {len(campaigns)} campaign(s), {len(journeys)} journey(s)")
+    report.errors.extend(check_deployments(project.root, project.prefect_file, campaigns))
+    report.errors.extend(check_deployments(project.root, project.prefect_file, journeys, "journey"))
+    return campaigns, journeys
+
+
+@dataclass(frozen=True)
+class StepCampaign:
+    """A journey's step, checked as a campaign: its spec, and the code it shows."""
+
+    name: str
+    spec: CampaignSpec
+    held: PromoSpec | None
+    line: int | None
+
+
+def _journey_checks(
+    report: ValidationReport,
+    journeys: Mapping[str, Journey],
+    catalog: SegmentCatalog,
+    data: ShopData,
+    as_of: dt.datetime,
+) -> dict[str, StepCampaign]:
+    """Each journey's ``at`` dates and ``where`` conditions against the shop's data; its
+    steps, labelled ``journey 'NAME', step 'STEP'``, to render as campaigns."""
+    steps: dict[str, StepCampaign] = {}
+    for journey in journeys.values():
+        where = f"journey '{journey.name}'"
+        entry = journey.spec.entry.segment
+        try:
+            check_anchors(data, journey)
+            if entry is not None and entry not in catalog.segments:
+                raise ConfigError(
+                    f"{where} enters from unknown segment '{entry}'",
+                    path=journey.document()[0].path,
+                    line=journey.line,
+                    hint="segments: " + ", ".join(catalog.names()),
+                )
+            for index, step in enumerate(journey.spec.steps):
+                if step.where is not None:
+                    where_members(data, catalog, journey, index, as_of)
+        except ClvflowError as exc:
+            report.errors.append(exc)
+        for index, step in enumerate(journey.spec.steps):
+            label = f"{where}, step '{step.name}'"
+            steps[label] = StepCampaign(
+                journey.name,
+                journey.spec.step_campaign(index),
+                journey.spec.holds_promo(index),
+                journey.line,
+            )
+    return steps
 
 
 def _compile_templates(
@@ -146,7 +211,7 @@ def _compile_templates(
 
 def _render_unused(
     report: ValidationReport,
-    campaigns: dict[str, Any],
+    campaigns: Mapping[str, Campaign | StepCampaign],
     library: TemplateLibrary,
     composer: Composer,
     data: ShopData,
@@ -232,7 +297,7 @@ def _difference(
 
 def _sample_rows(
     data: ShopData,
-    campaigns: Mapping[str, Campaign],
+    campaigns: Mapping[str, Campaign | StepCampaign],
     members: Mapping[str, list[str]],
     locales: list[str],
     as_of: dt.datetime,

@@ -5,10 +5,11 @@ Prefect needs. Nothing here imports Prefect (``clvflow validate`` stays fast).""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from clvflow.campaigns.catalog import Campaign
 from clvflow.errors import ConfigError
 
 _CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
@@ -21,15 +22,30 @@ def _defines(source: str, name: str) -> bool:
     return re.search(pattern, source, re.M) is not None
 
 
+class Deployed(Protocol):
+    """What the checks read of a campaign or a journey."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def entrypoint(self) -> str: ...
+    @property
+    def schedules(self) -> tuple[dict[str, object], ...]: ...
+    @property
+    def line(self) -> int | None: ...
+    @property
+    def triggers(self) -> tuple[dict[str, object], ...]: ...
+
+
 def check_deployments(
-    root: Path, prefect_file: Path, campaigns: dict[str, Campaign]
+    root: Path, prefect_file: Path, campaigns: Mapping[str, Deployed], kind: str = "campaign"
 ) -> list[ConfigError]:
     errors: list[ConfigError] = []
 
-    def fail(campaign: Campaign, message: str, hint: str) -> None:
+    def fail(campaign: Deployed, message: str, hint: str) -> None:
         errors.append(
             ConfigError(
-                f"campaign '{campaign.name}': {message}",
+                f"{kind} '{campaign.name}': {message}",
                 path=prefect_file,
                 line=campaign.line,
                 hint=hint,
