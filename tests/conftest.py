@@ -95,6 +95,35 @@ def outbox_email(
     return parsed
 
 
+# a one-shot campaign on the shipped segment and template (prefect.yaml ships the win-back
+# journey instead): the delivery tests send it through every backend
+WIN_BACK_CAMPAIGN = """
+  - name: win-back
+    description: Win back lapsed repeat buyers with a unique, time-limited code
+    entrypoint: flows/campaign.py:campaign_flow
+    tags: [clvflow, win-back]
+    schedules:
+      - cron: "0 10 * * 1"
+        timezone: Europe/Budapest
+    parameters:
+      campaign: win-back
+      spec:
+        segment: lapsed
+        template: win_back
+        resend: {every: 90 days}
+        holdout_percent: 10
+        send_window: {start: "09:00", end: "20:00"}
+        promo: {discount_percent: 15, min_order: 40, valid_days: 21, prefix: BACK}
+"""
+
+
+def add_win_back_campaign(root: Path) -> None:
+    """Append the one-shot win-back campaign to the project's prefect.yaml (whose last
+    top-level key is ``deployments``)."""
+    prefect = root / "prefect.yaml"
+    prefect.write_text(prefect.read_text().rstrip("\n") + "\n" + WIN_BACK_CAMPAIGN)
+
+
 @pytest.fixture
 def make_project(tmp_path: Path) -> ProjectFactory:
     """A project on the tiny hand-made shop; ``files`` adds or replaces files."""

@@ -23,7 +23,8 @@ def test_validate_passes_on_the_shipped_project(
     assert main(["validate", "--project", str(demo_project), *AS_OF]) == 0
     out = capsys.readouterr().out
     assert "valid" in out
-    assert "campaign 'win-back': rendered for" in out
+    assert "campaign 'vip-thanks': rendered for" in out
+    assert "journey 'win-back-series', step 'reminder': rendered for" in out
 
 
 @pytest.mark.slow
@@ -176,8 +177,8 @@ def test_preview_writes_html_and_text(
 def test_run_unknown_campaign_suggests_the_name(
     demo_project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["run", "winback", "--project", str(demo_project)]) == 2
-    assert "did you mean 'win-back'" in capsys.readouterr().err
+    assert main(["run", "winback-series", "--project", str(demo_project)]) == 2
+    assert "did you mean 'win-back-series'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

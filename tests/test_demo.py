@@ -1,5 +1,6 @@
 """`clvflow demo` end to end on a small generated shop, through real Prefect flow runs:
-.eml files for every campaign with real headers and both parts; a second run sends 0."""
+.eml files for every campaign and journey step with real headers and both parts; the
+journeys' later steps went out; a second run sends 0."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy import select
 
 from clvflow.campaigns.catalog import load_campaigns
 from clvflow.cli.main import main
+from clvflow.journeys.catalog import load_journeys
 from clvflow.ledger.schema import messages, skips
 from clvflow.ledger.store import Ledger
 from clvflow.orchestration.artifacts import artifact_key
@@ -45,6 +47,7 @@ def test_demo_writes_real_emails_and_is_idempotent(
     assert f"{len(files)} emails written" in first
 
     _artifacts_match_the_ledger(demo_project)
+    _journey_steps_match_the_ledger(demo_project, files)
 
     assert main(["demo", "--project", str(demo_project)]) == 0
     second = capsys.readouterr().out
@@ -118,4 +121,62 @@ def _artifacts_match_the_ledger(project_dir: Path) -> None:
             if campaign == name:
                 assert rows[f"locale {locale}: sent"] == count, (name, locale)
         total_sent += rows["sent"]
-    assert total_sent == sum(n for (_, s), n in statuses.items() if s == "sent") > 0
+    sent_by_campaigns = sum(n for (c, s), n in statuses.items() if s == "sent" and c in keys)
+    assert total_sent == sent_by_campaigns > 0
+
+
+def _latest_rows(key: str) -> list[dict[str, object]]:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    async def read() -> list[dict[str, object]]:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                sort=ArtifactSort.CREATED_DESC,
+                limit=1,
+            )
+        assert found, f"no artifact {key}"
+        data = found[0].data
+        rows = json.loads(data) if isinstance(data, str) else data
+        assert isinstance(rows, list)
+        return rows
+
+    return asyncio.run(read())
+
+
+def _journey_steps_match_the_ledger(project_dir: Path, files: list[Path]) -> None:
+    """Each journey's step table (its last run) counts what the ledger holds per step;
+    the later steps went out too; every journey email names its journey and step."""
+    project = Project.load(project_dir)
+    journeys = load_journeys(project.prefect_file)
+    ledger = Ledger(project.ledger_url)
+    try:
+        with ledger.engine.connect() as con:
+            sent = Counter(
+                (str(c), str(o).rsplit("/", 1)[-1])
+                for c, o in con.execute(
+                    select(messages.c.campaign, messages.c.occurrence).where(
+                        messages.c.status == "sent", messages.c.campaign.in_(list(journeys))
+                    )
+                )
+            )
+    finally:
+        ledger.close()
+    for name in journeys:
+        rows = _latest_rows(f"{artifact_key(name)}-steps")
+        assert {str(r["step"]): int(str(r["sent"])) for r in rows} == {
+            step.name: sent[(name, step.name)] for step in journeys[name].spec.steps
+        }
+    assert sent[("win-back-series", "reminder")] > 0
+    assert sent[("post-purchase", "cross-sell")] > 0
+    assert sent[("post-purchase", "review")] > 0
+    for path in files:
+        parts = path.relative_to(project.outbox_dir).parts
+        if parts[0] in journeys:
+            msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+            assert msg["X-Clvflow-Campaign"] == parts[0]
+            assert parts[1].endswith("_" + str(msg["X-Clvflow-Step"])), path

@@ -1,6 +1,7 @@
-"""The shipped feedback-request campaign (segments/feedback_due.yaml, the feedback_request
-templates, its deployment in prefect.yaml) on the tiny shop, through the engine: who is
-asked when, one request per order, and a later order asked about again."""
+"""A feedback-request campaign on the shipped segment and templates (segments/feedback_due.yaml,
+the feedback_request templates; prefect.yaml sends them as the post-purchase journey's
+review step) on the tiny shop, through the engine: who is asked when, one request per
+order, and a later order asked about again."""
 
 from __future__ import annotations
 
@@ -22,8 +23,19 @@ CAMPAIGN = "feedback-request"
 
 @pytest.fixture
 def project(make_project: ProjectFactory) -> Project:
-    shipped = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    deployment = next(d for d in shipped["deployments"] if d["name"] == CAMPAIGN)
+    deployment = {
+        "name": CAMPAIGN,
+        "entrypoint": "flows/campaign.py:campaign_flow",
+        "parameters": {
+            "campaign": CAMPAIGN,
+            "spec": {
+                "segment": "feedback_due",
+                "template": "feedback_request",
+                "resend": "per_order",
+                "send_window": {"start": "09:00", "end": "20:00"},
+            },
+        },
+    }
     root = make_project(
         {
             "segments/feedback_due.yaml": (ROOT / "segments" / "feedback_due.yaml").read_text(),

@@ -95,19 +95,19 @@ def test_a_served_cron_deployment_gets_its_runs_scheduled(
     prefect_api: None, demo_project: Path
 ) -> None:
     """The server turns a cron schedule that `clvflow serve` registers into scheduled flow
-    runs, as its scheduler service does: win-back's (Mondays 10:00, Budapest), across the
+    runs, as its scheduler service does: points-expiry's (daily 08:00, Budapest), across the
     spring change of clock."""
     import httpx
     from prefect.settings import PREFECT_API_URL
 
     from clvflow.orchestration.serve import register_deployments
 
-    register_deployments(Project.load(demo_project), only=["win-back"])
+    register_deployments(Project.load(demo_project), only=["points-expiry"])
     with httpx.Client(base_url=str(PREFECT_API_URL.value()), trust_env=False) as api:
-        deployment = api.get("/deployments/name/campaign/win-back")
+        deployment = api.get("/deployments/name/campaign/points-expiry")
         deployment.raise_for_status()
         deployment_id = deployment.json()["id"]
-        window = {"start_time": "2030-03-24T00:00:00+00:00", "min_runs": 3, "max_runs": 3}
+        window = {"start_time": "2030-03-30T00:00:00+00:00", "min_runs": 3, "max_runs": 3}
         api.post(f"/deployments/{deployment_id}/schedule", json=window).raise_for_status()
         runs = api.post(
             "/flow_runs/filter",
@@ -119,7 +119,7 @@ def test_a_served_cron_deployment_gets_its_runs_scheduled(
         runs.raise_for_status()
     scheduled = sorted((run["expected_start_time"], run["state_type"]) for run in runs.json())
     assert scheduled == [
-        ("2030-03-25T09:00:00Z", "SCHEDULED"),  # 10:00 CET
-        ("2030-04-01T08:00:00Z", "SCHEDULED"),  # 10:00 CEST
-        ("2030-04-08T08:00:00Z", "SCHEDULED"),
+        ("2030-03-30T07:00:00Z", "SCHEDULED"),  # 08:00 CET
+        ("2030-03-31T06:00:00Z", "SCHEDULED"),  # 08:00 CEST
+        ("2030-04-01T06:00:00Z", "SCHEDULED"),
     ]

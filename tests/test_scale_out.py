@@ -22,12 +22,18 @@ from clvflow.campaigns.catalog import load_campaigns
 from clvflow.ledger.schema import messages
 from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project
+from tests.conftest import add_win_back_campaign
 
 pytestmark = [pytest.mark.prefect, pytest.mark.postgres, pytest.mark.slow]
 
 KEY = "SG.scale-out-key"
 AS_OF = dt.datetime(2026, 11, 23, 10, 0)
 CAMPAIGN = "win-back"
+
+
+@pytest.fixture(autouse=True)
+def _win_back_campaign(demo_project: Path) -> None:
+    add_win_back_campaign(demo_project)
 
 
 @pytest.fixture
@@ -44,8 +50,8 @@ def project(
     config.write_text(config.read_text().replace("batch_size: 500", "batch_size: 25"))
     prefect = demo_project / "prefect.yaml"
     prefect.write_text(
-        prefect.read_text().replace("        holdout_percent: 10\n",
-                                    "        holdout_percent: 10\n        workers: 2\n", 1)
+        prefect.read_text().replace("valid_days: 21, prefix: BACK}\n",
+                                    "valid_days: 21, prefix: BACK}\n        workers: 2\n")
     )  # fmt: skip
     monkeypatch.setenv("CLVFLOW_DELIVERY", "sendgrid")
     monkeypatch.setenv("SENDGRID_API_HOST", standin.url)

@@ -28,9 +28,17 @@ from clvflow.errors import ConfigError, DeliveryError
 from clvflow.ledger.schema import messages
 from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project
+from tests.conftest import add_win_back_campaign
 
 KEY = "SG.config-test"
 CAMPAIGN = "win-back"
+
+
+@pytest.fixture(autouse=True)
+def _win_back_campaign(demo_project: Path) -> None:
+    add_win_back_campaign(demo_project)
+
+
 AS_OF = dt.datetime(2026, 11, 23, 10, 0)
 CLOSED_PORT_URL = "http://127.0.0.1:9"  # discard port: nothing listens there
 

@@ -28,11 +28,16 @@ from clvflow.delivery.sendgrid import RetryPolicy, SendGridSender
 from clvflow.ledger.schema import messages
 from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project
-from tests.conftest import ROOT, outbox_email
+from tests.conftest import ROOT, add_win_back_campaign, outbox_email
 
 KEY = "SG.test-key"
 AS_OF = "2026-11-23T10:00"
 CAMPAIGN = "win-back"
+
+
+@pytest.fixture(autouse=True)
+def _win_back_campaign(demo_project: Path) -> None:
+    add_win_back_campaign(demo_project)
 
 
 SCHEMA = json.loads(

@@ -1,7 +1,7 @@
 """End to end on a real `prefect server` (SQLite, a free local port): `clvflow serve` serves
 prefect.yaml and the web app; a signed order posted to POST /webhooks/orders becomes a
-shop.order.placed event, the thank-you deployment's trigger starts a flow run with that
-order's parameters, and the outbox holds exactly one email for the order, even when the
+shop.order.placed event, the post-purchase journey's trigger starts a flow run with that
+order, and the outbox holds exactly one thank-you for the order, even when the
 shop delivers the webhook twice."""
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def test_order_webhook_triggers_one_thank_you_email(
     log = log_path.open("wb")
     serve = subprocess.Popen(
         [str(BIN / "clvflow"), "serve", "--project", str(demo_project),
-         "--web-port", str(web_port), "--only", "thank-you"],
+         "--web-port", str(web_port), "--only", "post-purchase"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     web = f"http://127.0.0.1:{web_port}"
@@ -160,9 +160,9 @@ def test_order_webhook_triggers_one_thank_you_email(
         _wait(lambda: _healthy(f"{web}/healthz"), 90, "the web app")
         # the web app opens only once the deployment and its trigger are registered: an
         # order event before the trigger exists would start nothing
-        deployment = _deployment(api, "order placed", "thank-you")
+        deployment = _deployment(api, "journey", "post-purchase")
         assert deployment is not None
-        assert deployment["parameters"]["campaign"] == "thank-you"
+        assert deployment["parameters"]["campaign"] == "post-purchase"
         triggers = _automations(api, deployment["id"])
         assert [a["trigger"]["expect"] for a in triggers] == [["shop.order.placed"]]
         assert b"serving 1 deployment" in log_path.read_bytes()
@@ -199,14 +199,17 @@ def test_order_webhook_triggers_one_thank_you_email(
             ]
             return f"flow runs: {runs}\nserve log:\n{log_path.read_text(errors='replace')[-4000:]}"
 
-        first = _wait(lambda: completed(1), 120, "the thank-you flow run", state)
+        first = _wait(lambda: completed(1), 120, "the post-purchase flow run", state)
         run = first[0]
-        assert run["name"] == "thank-you · order WEB-1001"
+        assert run["name"].startswith("post-purchase · ")
+        assert run["name"].endswith(" · order WEB-1001")
         assert run["parameters"]["order"]["order"]["order_id"] == "WEB-1001"
         assert run["parameters"]["order"]["customer"]["email"] == "wendy@example.com"
-        assert run["parameters"]["campaign"] == "thank-you"
+        assert run["parameters"]["campaign"] == "post-purchase"
 
-        outbox = demo_project / "outbox" / "thank-you" / "WEB-1001"
+        # the journey's first step, at once, though the shop's data has neither order nor
+        # customer yet
+        outbox = demo_project / "outbox" / "post-purchase" / "WEB-1001_thank-you"
         assert [p.name for p in outbox.glob("*.eml")] == ["C-WEB-1.eml"]
         assert "Wendy" in (outbox / "C-WEB-1.eml").read_text()
 
@@ -215,12 +218,12 @@ def test_order_webhook_triggers_one_thank_you_email(
         both = _wait(lambda: completed(2), 120, "the second flow run", state)
         assert len(both) == 2
         assert [p.name for p in outbox.glob("*.eml")] == ["C-WEB-1.eml"]
-        assert len(list((demo_project / "outbox" / "thank-you").rglob("*.eml"))) == 1
+        assert len(list((demo_project / "outbox" / "post-purchase").rglob("*.eml"))) == 1
         rows = ledger_rows(
             Project.load(demo_project),
             select(messages.c.occurrence, messages.c.customer_id, messages.c.status),
         )
-        assert rows == [("WEB-1001", "C-WEB-1", "sent")]
+        assert rows == [("WEB-1001/thank-you", "C-WEB-1", "sent")]
         _assert_stops_cleanly(serve, log_path)
     finally:
         _stop(serve)

@@ -106,7 +106,13 @@ def demo(
     """Generate the demo shop (once), then run every campaign in prefect.yaml as a flow run."""
     from clvflow.demo.run import run_demo
 
-    return run_demo(Project.load(project), fresh=fresh, console=out, table=summary_table)
+    return run_demo(
+        Project.load(project),
+        fresh=fresh,
+        console=out,
+        table=summary_table,
+        journey_table=journey_table,
+    )
 
 
 def web(

@@ -21,12 +21,14 @@ from prefect.schedules import Cron, Schedule
 
 from clvflow.campaigns.catalog import load_campaigns
 from clvflow.errors import ConfigError
+from clvflow.journeys.catalog import load_journeys
 from clvflow.project.layout import Project
 from clvflow.project.yamlfile import read_yaml
 
 
 def raw_deployments(prefect_file: Path) -> list[dict[str, Any]]:
-    load_campaigns(prefect_file)  # the campaigns' specs must be valid first
+    load_campaigns(prefect_file)  # the campaigns' and journeys' specs must be valid first
+    load_journeys(prefect_file)
     data = read_yaml(prefect_file, ConfigError).data
     deployments = data.get("deployments") if isinstance(data, dict) else None
     return [d for d in deployments or [] if isinstance(d, dict)]

@@ -14,6 +14,7 @@ from clvflow.reporting.tables import (
     campaign_totals,
     engagement_rows,
     experiment_rows,
+    journey_sections,
     ltv_cac_rows,
     shop_rows,
     statements,
@@ -58,6 +59,15 @@ counts for a message when placed within the campaign's attribution window after 
 {{ table(attribution) }}
 <h2>Engagement (SendGrid events, messages with at least one)</h2>
 {{ table(engagement) }}
+{% if journeys %}
+<h2>Journeys</h2>
+<p class="muted">A journey's step messages are measured here, not among the campaigns above.
+</p>
+{% for journey in journeys %}<h3>{{ journey.journey }}</h3>
+<p class="muted">{{ journey.note }}</p>
+{{ table(journey.steps) }}
+<p class="verdict">{{ journey.uplift }}</p>
+{% endfor %}{% endif %}
 
 <h2>Customers: CLV and retention</h2>
 {{ table(shop_rows) }}
@@ -96,6 +106,7 @@ def render_html(report: Report) -> str:
         totals=campaign_totals(report),
         attribution=attribution_rows(report),
         engagement=engagement_rows(report),
+        journeys=journey_sections(report),
         shop_rows=shop_rows(report),
         ltv_cac=ltv_cac_rows(report),
         cohort_png=data_uri(report.charts[COHORT_CHART]),

@@ -9,6 +9,7 @@ from clvflow.reporting.tables import (
     campaign_totals,
     engagement_rows,
     experiment_rows,
+    journey_sections,
     ltv_cac_rows,
     shop_rows,
     statements,
@@ -41,6 +42,19 @@ def campaigns_markdown(report: Report) -> str:
     lines += ["", "## Holdout and A/B tests", "", markdown_table(experiment_rows(report))]
     lines += ["## Attributed revenue", "", markdown_table(campaign_totals(report))]
     lines += ["## Engagement", "", markdown_table(engagement_rows(report))]
+    journeys = journeys_markdown(report)
+    return "\n".join(lines) + ("\n" + journeys if journeys else "")
+
+
+def journeys_markdown(report: Report) -> str:
+    """A section per journey (empty when the project has none)."""
+    sections = journey_sections(report)
+    if not sections:
+        return ""
+    lines = ["## Journeys", ""]
+    for section in sections:
+        lines += [f"### {_cell(section.journey)}", "", _cell(section.note), ""]
+        lines += [markdown_table(section.steps), _cell(section.uplift), ""]
     return "\n".join(lines)
 
 

@@ -1,5 +1,10 @@
 """Assemble the measurement report: campaigns (attribution, holdout and A/B statistics,
-engagement) since a moment, the shop's CLV and retention, and the two charts.
+engagement) and journeys (per step, and against their holdout) since a moment, the shop's
+CLV and retention, and the two charts.
+
+A journey's step messages are ledger messages whose campaign is the journey's name: they
+are measured in the journey's own section (:mod:`clvflow.measurement.journeys`) and left
+out of the campaigns' tables, where they would show as a campaign without a holdout.
 
 Three stages, so the report flow can run each as a task: :func:`measure_campaigns`,
 :func:`measure_shop`, :func:`draw_charts`; :func:`build_report` chains them.
@@ -14,11 +19,13 @@ import pandas as pd
 
 from clvflow.campaigns.catalog import load_campaigns
 from clvflow.data.sources import open_shop_data
+from clvflow.journeys.catalog import Journey, load_journeys
 from clvflow.ledger.store import Ledger
 from clvflow.measurement.attribution import attribute
 from clvflow.measurement.clv import ShopMetrics, clv_values, ltv_to_cac, shop_metrics
 from clvflow.measurement.cohorts import cohort_counts, retention_matrix
 from clvflow.measurement.experiments import CampaignResult, campaign_results
+from clvflow.measurement.journeys import JourneyResult, measure_journey, read_entries, read_skips
 from clvflow.measurement.sends import engagement_counts, local_to_utc, read_sends
 from clvflow.measurement.settings import duration
 from clvflow.project.layout import Project
@@ -36,6 +43,7 @@ class CampaignMeasurement:
     cells: pd.DataFrame  # attribution cells (see measurement.attribution.attribute)
     results: list[CampaignResult]
     engagement: pd.DataFrame
+    journeys: list[JourneyResult] = field(default_factory=list)  # in prefect.yaml's order
 
 
 @dataclass
@@ -64,6 +72,10 @@ class Report:
     def as_of(self) -> dt.datetime:
         return self.campaigns.as_of
 
+    @property
+    def journeys(self) -> list[JourneyResult]:
+        return self.campaigns.journeys
+
 
 def attribution_windows(project: Project) -> dict[str, dt.timedelta]:
     """Each campaign's window: its spec's ``attribution_days`` if set, else the default."""
@@ -74,32 +86,65 @@ def attribution_windows(project: Project) -> dict[str, dt.timedelta]:
     return {name: settings.window_for(c.spec) for name, c in campaigns.items()}
 
 
+def project_journeys(project: Project) -> list[Journey]:
+    """The journeys of prefect.yaml (none without the file)."""
+    if not project.prefect_file.is_file():
+        return []
+    return list(load_journeys(project.prefect_file).values())
+
+
 def measure_campaigns(
     project: Project, since: dt.datetime, as_of: dt.datetime
 ) -> CampaignMeasurement:
     """Attribution and statistics for every message sent or held out in ``[since, as_of)``
-    (shop-local times)."""
+    (shop-local times): per campaign, and per journey (its entries in the period)."""
     cfg = project.config
     tz = cfg.shop.timezone
     windows = attribution_windows(project)
     default = duration(cfg.measurement.attribution_window)
+    journeys = project_journeys(project)
+    names = [j.name for j in journeys]
     ledger = Ledger(project.ledger_url)
     try:
         since_utc, until_utc = local_to_utc(since, tz), local_to_utc(as_of, tz)
         sends = read_sends(ledger, since_utc, until_utc)
         engagement = engagement_counts(ledger, since_utc)
+        journey_rows = {
+            j.name: (
+                read_entries(ledger, j.name, since_utc, until_utc),
+                read_skips(ledger, j.name, [s.name for s in j.spec.steps], since_utc, until_utc),
+            )
+            for j in journeys
+        }
     finally:
         ledger.close()
+    engagement = engagement[~engagement.index.isin(names)]
+    campaign_sends = sends[~sends["campaign"].isin(names)]
     data = open_shop_data(project)
     try:
         cells = attribute(
-            data, sends, windows, timezone=tz, default_locale=cfg.shop.default_locale,
+            data, campaign_sends, windows, timezone=tz, default_locale=cfg.shop.default_locale,
             default_window=default, until=as_of,
         )  # fmt: skip
+        measured = [
+            measure_journey(
+                data,
+                j,
+                sends,
+                *journey_rows[j.name],
+                timezone=tz,
+                default_locale=cfg.shop.default_locale,
+                until=as_of,
+                min_group_size=cfg.measurement.min_group_size,
+            )
+            for j in journeys
+        ]
     finally:
         data.close()
     results = campaign_results(cells, min_group_size=cfg.measurement.min_group_size)
-    return CampaignMeasurement(since, as_of, windows, default, cells, results, engagement)
+    return CampaignMeasurement(
+        since, as_of, windows, default, cells, results, engagement, journeys=measured
+    )
 
 
 def measure_shop(project: Project, since: dt.datetime, as_of: dt.datetime) -> ShopMeasurement:

@@ -3,12 +3,15 @@ table and markdown artifacts."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from clvflow.measurement.attribution import rollup
+from clvflow.measurement.journeys import JourneyResult
 from clvflow.measurement.sends import ENGAGEMENT
 from clvflow.measurement.stats import Comparison, Group, Interval
 from clvflow.reporting.report import Report
@@ -226,4 +229,99 @@ def ltv_cac_rows(report: Report) -> list[Row]:
             "LTV:CAC": number(float(r["ltv_cac"])),
         }
         for r in _records(frame)
+    ]
+
+
+@dataclass(frozen=True)
+class JourneySection:
+    """One journey in the report: what counts, its steps, its uplift against its holdout."""
+
+    journey: str
+    note: str
+    steps: list[Row]
+    uplift: str
+
+
+def _days(span: dt.timedelta) -> str:
+    return _window(span.total_seconds())
+
+
+def journey_step_rows(report: Report, result: JourneyResult) -> list[Row]:
+    """Per step: recipients (messages sent), conversions, orders and revenue in the
+    journey's attribution window, and the step messages skipped, by reason."""
+    cur = report.currency
+    rows: list[Row] = []
+    for step in result.steps:
+        n = step.recipients
+        skipped = ", ".join(
+            f"{reason or 'no reason'} {count}" for reason, count in step.skipped.items()
+        )
+        rows.append(
+            {
+                "step": step.step,
+                "recipients": str(n),
+                "conversions": str(step.conversions),
+                "conversion rate": pct(step.rate),
+                "orders": str(step.orders),
+                "revenue": money(step.revenue, cur),
+                "revenue per recipient": money(step.revenue / n if n else None, cur),
+                "skipped": skipped or "—",
+            }
+        )
+    return rows
+
+
+def journey_uplift(report: Report, result: JourneyResult) -> str:
+    """The journey's entries against its holdout, in one line with the 95% intervals."""
+    cur = report.currency
+    treated, holdout = result.treated, result.holdout
+    window = _days(result.window)
+    entered = (
+        f"{treated.recipients} entries, {treated.conversions} with an order within {window} "
+        f"of entering ({pct(treated.rate)})"
+        if treated.recipients
+        else "no entries in this period"
+    )
+    comparison = result.vs_holdout
+    if comparison is None:
+        if not result.holdout_percent:
+            return f"No holdout (holdout_percent is 0): uplift cannot be measured; {entered}."
+        if not holdout.recipients:
+            return f"No holdout entries in this period: uplift cannot be measured; {entered}."
+        return (
+            f"No treated entries in this period: uplift cannot be measured; "
+            f"{holdout.recipients} held out."
+        )
+    return (
+        f"Uplift against holdout ({window} after entering): treated {treated.recipients} "
+        f"entries, {treated.conversions} converted ({pct(treated.rate)}), "
+        f"{money(treated.revenue_per_recipient, cur)} per entry; holdout "
+        f"{holdout.recipients} entries, {holdout.conversions} converted "
+        f"({pct(holdout.rate)}), {money(holdout.revenue_per_recipient, cur)} per entry. "
+        f"Conversion uplift (95% CI) {points(comparison.rate_uplift)}; revenue uplift per "
+        f"entry (95% CI) {money_interval(comparison.revenue_uplift, cur)}. "
+        f"{comparison.statement}"
+    )
+
+
+def journey_note(result: JourneyResult) -> str:
+    how = "its steps' waits" if result.from_waits else "30 days, as a step is timed on a date,"
+    return (
+        f"Steps: orders within {result.attribution_days} days after the step's send (an "
+        f"order in the windows of two steps counts once, for the later one). Uplift: every "
+        f"entry of the period not held out (reached or not) against the held-out entries, "
+        f"orders within {_days(result.window)} of entering ({how} plus "
+        f"{result.attribution_days} days)."
+    )
+
+
+def journey_sections(report: Report) -> list[JourneySection]:
+    return [
+        JourneySection(
+            journey=result.journey,
+            note=journey_note(result),
+            steps=journey_step_rows(report, result),
+            uplift=journey_uplift(report, result),
+        )
+        for result in report.journeys
     ]
