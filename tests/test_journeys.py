@@ -1,0 +1,352 @@
+"""Journeys on the demo shop, through the engine (no Prefect): the spec's errors name the
+deployment and key; the shipped win-back series runs idempotently and sends each step when
+it is due, with the entry's own code; and a day-by-day simulation over 70 days, with orders,
+code redemptions, clicks and unsubscribes between days, keeps every invariant of the
+contract for every customer and step."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import Counter
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import pytest
+from sqlalchemy import func, select, update
+
+from clvflow.errors import ConfigError
+from clvflow.journeys.catalog import load_journeys
+from clvflow.journeys.run import run_journey
+from clvflow.ledger.schema import journey_entries, messages, promo_codes
+from clvflow.ledger.store import Ledger
+from clvflow.personalization.promo import redeem
+from clvflow.project.layout import Project
+from tests.conftest import AS_OF, ledger_rows, outbox_email
+
+TIMEZONE = "Europe/Budapest"
+CODE = re.compile(r"\b(?:BACK|LAST)-[A-Z0-9]{4}-[A-Z0-9]{4}\b")
+FOLLOW_UP = """
+  - name: click-follow-up
+    entrypoint: flows/journey.py:journey_flow
+    parameters:
+      campaign: click-follow-up
+      spec:
+        entry: {segment: top_spenders}
+        holdout_percent: 20
+        steps:
+          - {name: hello, template: vip_thanks}
+          - name: nudge
+            wait: 2 days
+            unless: {clicked: hello}
+            template: vip_thanks
+"""
+
+
+def _utc(local: dt.datetime) -> dt.datetime:
+    return local.replace(tzinfo=ZoneInfo(TIMEZONE)).astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _run(project: Project, name: str, when: dt.datetime) -> dict[str, object]:
+    """Run journey ``name`` as of ``when``; its new ledger rows are dated then (a test's
+    runs all happen today)."""
+    ledger = Ledger(project.ledger_url)
+    try:
+        with ledger.engine.connect() as con:
+            before = con.scalar(select(func.coalesce(func.max(messages.c.id), 0)))
+        summary = run_journey(project, load_journeys(project.prefect_file)[name], as_of=when)
+        with ledger.engine.begin() as con:
+            con.execute(
+                update(messages)
+                .where(messages.c.id > before)
+                .values(planned_at=_utc(when), finished_at=_utc(when))
+            )
+    finally:
+        ledger.close()
+    return summary.as_dict()
+
+
+def _steps(project: Project, journey: str) -> pd.DataFrame:
+    rows = ledger_rows(
+        project,
+        select(
+            messages.c.occurrence,
+            messages.c.customer_id,
+            messages.c.status,
+            messages.c.reason,
+            messages.c.finished_at,
+        ).where(messages.c.campaign == journey),
+    )
+    frame = pd.DataFrame(rows, columns=["occurrence", "customer_id", "status", "reason", "at"])
+    frame["entry"] = frame["occurrence"].str.rsplit("/", n=1).str[0]
+    frame["step"] = frame["occurrence"].str.rsplit("/", n=1).str[1]
+    return frame
+
+
+def _entries(project: Project, journey: str) -> pd.DataFrame:
+    rows = ledger_rows(
+        project,
+        select(
+            journey_entries.c.occurrence,
+            journey_entries.c.customer_id,
+            journey_entries.c.holdout,
+            journey_entries.c.entered_at,
+            journey_entries.c.exited_at,
+            journey_entries.c.exit_reason,
+            journey_entries.c.step,
+        ).where(journey_entries.c.journey == journey),
+    )
+    columns = ["entry", "customer_id", "holdout", "entered_at", "exited_at", "reason", "step"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+# -- the spec's errors ----------------------------------------------------------------
+
+
+def _journey_yaml(steps: str, extra: str = "") -> str:
+    return f"""deployments:
+  - name: broken
+    entrypoint: flows/journey.py:journey_flow
+    parameters:
+      campaign: broken
+      spec:
+        entry: {{segment: lapsed}}{extra}
+        steps:
+{steps}"""
+
+
+@pytest.mark.parametrize(
+    ("steps", "extra", "words"),
+    [
+        (
+            "          - {name: a, template: t}\n"
+            "          - {name: b, template: t, wait: 1 days, unless: {clicked: c}}\n",
+            "",
+            ["journey 'broken'", "steps.1.unless.clicked: 'c' is not an earlier step"],
+        ),
+        (
+            "          - {name: a, template: t, wait: 2 days, at: {attribute: wedding_date}}\n",
+            "",
+            ["journey 'broken'", "either 'wait' or 'at'", "steps[0]"],
+        ),
+        (
+            "          - {name: a, template: t, wiat: 2 days}\n",
+            "",
+            ["journey 'broken'", "unknown key 'wiat'", "steps[0].wiat"],
+        ),
+        (
+            "          - {name: a, template: t, wait: soon}\n",
+            "",
+            ["journey 'broken'", "'soon' is not a period", "steps[0].wait"],
+        ),
+        (
+            "          - {name: a, template: t}\n",
+            "\n        reentry: per_day",
+            ["journey 'broken'", "reentry"],
+        ),
+    ],
+)
+def test_spec_errors_name_the_deployment_and_key(
+    tmp_path: Path, steps: str, extra: str, words: list[str]
+) -> None:
+    prefect = tmp_path / "prefect.yaml"
+    prefect.write_text(_journey_yaml(steps, extra))
+    with pytest.raises(ConfigError) as caught:
+        load_journeys(prefect)
+    message = caught.value.render()
+    for word in words:
+        assert word in message, message
+    assert caught.value.line is not None and caught.value.line > 4
+
+
+def test_validate_names_a_journey_step_with_an_unknown_template(
+    demo_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clvflow.cli.main import main
+
+    prefect = demo_project / "prefect.yaml"
+    prefect.write_text(prefect.read_text().replace("template: win_back_reminder", "template: nope"))
+    assert main(["validate", "--project", str(demo_project), "--as-of", "2026-11-23T10:00"]) == 2
+    out = capsys.readouterr().out
+    assert "journey 'win-back-series', step 'reminder' uses unknown template 'nope'" in out
+
+
+# -- the shipped win-back series ------------------------------------------------------
+
+
+def test_win_back_series_is_idempotent_and_sends_each_step_when_due(demo_project: Path) -> None:
+    project = Project.load(demo_project)
+    start = AS_OF.replace(hour=10)
+    first = _run(project, "win-back-series", start)
+    steps = first["steps"]
+    assert isinstance(steps, dict)
+    assert steps["offer"]["sent"] > 50
+    assert steps["reminder"]["sent"] == steps["last-chance"]["sent"] == 0
+    again = _run(project, "win-back-series", start)
+    assert again["sent"] == 0 and again["entered"] == 0
+
+    later = start + dt.timedelta(days=14)
+    _run(project, "win-back-series", later)
+    sent = _steps(project, "win-back-series")
+    sent = sent[sent["status"] == "sent"]
+    entries = _entries(project, "win-back-series")
+    new_entries = set(entries.loc[entries["entered_at"] == _utc(later), "entry"])
+    at_later = sent[sent["at"] == _utc(later)]
+    offers_then = sent[(sent["at"] == _utc(start)) & (sent["step"] == "offer")]
+    # at T + 14 days: the reminders of the offers sent 14 days before, offers only to
+    # customers who entered at T + 14, nothing else
+    assert set(at_later["step"]) <= {"reminder", "offer"}
+    assert not at_later[(at_later["step"] == "offer") & ~at_later["entry"].isin(new_entries)].size
+    reminded = at_later[at_later["step"] == "reminder"]
+    assert len(reminded) > 0
+    assert set(reminded["customer_id"]) <= set(offers_then["customer_id"])
+    assert (
+        Counter(zip(sent["entry"], sent["customer_id"], sent["step"], strict=True)).most_common(1)[
+            0
+        ][1]
+        == 1
+    )
+
+    # the reminder shows the offer's code, and every message names its journey and step
+    for _, row in reminded.head(10).iterrows():
+        offer = outbox_email(project, "win-back-series", f"{row.entry}_offer", row.customer_id)
+        reminder = outbox_email(
+            project, "win-back-series", f"{row.entry}_reminder", row.customer_id
+        )
+        codes = {
+            kind: set(CODE.findall(msg.get_body(preferencelist=("plain",)).get_content()))
+            for kind, msg in (("offer", offer), ("reminder", reminder))
+        }
+        assert codes["offer"] == codes["reminder"] and len(codes["offer"]) == 1
+        assert offer["X-Clvflow-Campaign"] == reminder["X-Clvflow-Campaign"] == "win-back-series"
+        assert (offer["X-Clvflow-Step"], reminder["X-Clvflow-Step"]) == ("offer", "reminder")
+
+
+# -- 70 days, a day at a time ---------------------------------------------------------
+
+
+def _add_orders(project: Project, orders: list[tuple[str, dt.datetime, float]]) -> None:
+    path = project.root / "data" / "orders.csv"
+    base = pd.read_csv(path, dtype=str)
+    added = pd.DataFrame(
+        {
+            "order_id": [f"SIM{len(base) + i}" for i in range(len(orders))],
+            "customer_id": [c for c, _, _ in orders],
+            "placed_at": [at.strftime("%Y-%m-%d %H:%M:%S") for _, at, _ in orders],
+            "total": [f"{total:.2f}" for _, _, total in orders],
+            "currency": "EUR",
+        }
+    )
+    pd.concat([base, added]).to_csv(path, index=False)
+
+
+def _between_days(project: Project, day: int, when: dt.datetime) -> dict[str, set[str]]:
+    """What customers do before the next day's runs: some who got a step order, some use
+    their code, some click, some unsubscribe. Returns who did what."""
+    ledger = Ledger(project.ledger_url)
+    done: dict[str, set[str]] = {"ordered": set(), "redeemed": set(), "unsubscribed": set()}
+    try:
+        with ledger.engine.connect() as con:
+            recent = con.execute(
+                select(messages.c.id, messages.c.campaign, messages.c.customer_id,
+                       messages.c.email, messages.c.occurrence)
+                .where(messages.c.status == "sent", messages.c.finished_at == _utc(when))
+                .order_by(messages.c.id)
+            ).all()  # fmt: skip
+            codes = con.execute(
+                select(promo_codes.c.code, promo_codes.c.customer_id).where(
+                    promo_codes.c.created_at >= _utc(when) - dt.timedelta(days=2),
+                    promo_codes.c.redeemed_at.is_(None),
+                )
+            ).all()
+        orders = []
+        for index, (mid, campaign, cid, address, _occ) in enumerate(recent):
+            pick = (index + day) % 9
+            if pick == 0:
+                orders.append((str(cid), when + dt.timedelta(hours=3), 80.0))
+                done["ordered"].add(str(cid))
+            elif pick == 1:
+                ledger.add_events(
+                    [{"event_id": f"click-{mid}", "event": "click", "email": address,
+                      "message_id": mid, "campaign": campaign, "customer_id": cid,
+                      "occurred_at": when + dt.timedelta(hours=1),
+                      "received_at": when + dt.timedelta(hours=1)}]
+                )  # fmt: skip
+            elif pick == 2 and day % 4 == 0:
+                ledger.suppress(str(address), "unsubscribed", "test", str(cid))
+                done["unsubscribed"].add(str(cid))
+        for index, (code, cid) in enumerate(codes):
+            if index % 7 == day % 7:
+                redeem(ledger.engine, str(code), 100.0, when + dt.timedelta(hours=2))
+                done["redeemed"].add(str(cid))
+        _add_orders(project, orders)
+    finally:
+        ledger.close()
+    return done
+
+
+@pytest.mark.slow
+def test_seventy_days_keep_every_invariant(demo_project: Path) -> None:
+    prefect = demo_project / "prefect.yaml"
+    prefect.write_text(prefect.read_text().rstrip("\n") + "\n" + FOLLOW_UP)
+    project = Project.load(demo_project)
+    journeys = load_journeys(project.prefect_file)
+    names = ["win-back-series", "post-purchase", "click-follow-up", "wedding"]
+    start = AS_OF.replace(hour=11) - dt.timedelta(days=60)
+    unsubscribed: dict[str, dt.datetime] = {}
+    for day in range(70):
+        when = start + dt.timedelta(days=day)
+        for name in names:
+            _run(project, name, when)
+        done = _between_days(project, day, when)
+        for cid in done["unsubscribed"]:
+            unsubscribed.setdefault(cid, when)
+
+    for name in names:
+        spec = journeys[name].spec
+        order = [s.name for s in spec.steps]
+        steps = _steps(project, name)
+        entries = _entries(project, name)
+        assert len(entries) > 0, name
+        key = ["entry", "customer_id"]
+        merged = steps.merge(entries, on=key, how="left", suffixes=("", "_entry"))
+        # every step message belongs to an entry; nothing to the holdout
+        assert merged["holdout"].notna().all(), name
+        assert (merged["holdout"] == 0).all(), name
+        # nothing twice per entry and step
+        assert not steps.duplicated([*key, "step"]).any(), name
+        # skips carry their reason
+        skipped = steps[steps["status"] == "skipped"]
+        assert skipped["reason"].isin(["where", "unless", "expired", "missing_date"]).all()
+        # nothing after the exit
+        exited = merged[merged["exited_at"].notna()]
+        assert (exited["at"] <= exited["exited_at"]).all(), name
+        # step k only after step k-1, at least its wait later
+        for (_, _), path in merged.groupby(key):
+            got = {str(s): t for s, t in zip(path["step"], path["at"], strict=True)}
+            indexes = sorted(order.index(s) for s in got)
+            assert indexes == list(range(len(indexes))), (name, got)
+            for k in indexes[1:]:
+                step = spec.steps[k]
+                if step.wait:
+                    before = got[order[k - 1]]
+                    assert got[order[k]] - before >= dt.timedelta(days=int(step.wait.split()[0]))
+        # after an unsubscribe, nothing more was sent
+        sent = steps[steps["status"] == "sent"]
+        late = [
+            (cid, at)
+            for cid, at in zip(sent["customer_id"], sent["at"], strict=True)
+            if cid in unsubscribed and at > _utc(unsubscribed[cid])
+        ]
+        assert not late, (name, late[:3])
+
+    # the series did what it is for: reminders and last chances, skips and exits by reason
+    steps = _steps(project, "win-back-series")
+    entries = _entries(project, "win-back-series")
+    assert {"offer", "reminder", "last-chance"} <= set(steps.loc[steps["status"] == "sent", "step"])
+    assert "where" in set(steps["reason"].dropna())
+    assert {"ordered", "holdout", "completed"} <= set(entries["reason"].dropna())
+    follow = _steps(project, "click-follow-up")
+    assert "unless" in set(follow["reason"].dropna())
+    assert (_steps(project, "post-purchase")["step"] == "review").any()
