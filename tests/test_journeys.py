@@ -376,3 +376,48 @@ def test_seventy_days_keep_every_invariant(small_shop: Path) -> None:
     follow = _steps(project, "click-follow-up")
     assert "unless" in set(follow["reason"].dropna())
     assert (_steps(project, "post-purchase")["step"] == "review").any()
+
+
+# -- two processes on one PostgreSQL ledger -------------------------------------------
+
+RACE = """
+import datetime as dt, sys
+from pathlib import Path
+from clvflow.journeys.catalog import load_journeys
+from clvflow.journeys.run import run_journey
+from clvflow.project.layout import Project
+project = Project.load(Path(sys.argv[1]))
+journey = load_journeys(project.prefect_file)["win-back-series"]
+run_journey(project, journey, as_of=dt.datetime.fromisoformat(sys.argv[2]))
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_advancing_one_journey_send_each_step_once(
+    demo_project: Path, pg_ledger: str
+) -> None:
+    import subprocess
+    import sys
+
+    project = Project.load(demo_project)
+    assert project.ledger_url == pg_ledger
+    for days in (0, 14):
+        when = (AS_OF.replace(hour=10) + dt.timedelta(days=days)).isoformat()
+        racers = [
+            subprocess.Popen([sys.executable, "-c", RACE, str(demo_project), when])
+            for _ in range(2)
+        ]
+        assert [p.wait(timeout=300) for p in racers] == [0, 0]
+    steps = _steps(project, "win-back-series")
+    entries = _entries(project, "win-back-series")
+    sent = steps[steps["status"] == "sent"]
+    assert not steps.duplicated(["entry", "customer_id", "step"]).any()
+    # nothing lost: every entry that is not held out got its offer, and every entry that
+    # went on got its reminder; each message is in the outbox once
+    going = entries[entries["holdout"] == 0]
+    offered = set(sent.loc[sent["step"] == "offer", "customer_id"])
+    consent = set(going["customer_id"]) - set(going.loc[going["reason"].notna(), "customer_id"])
+    assert consent <= offered | set(entries.loc[entries["step"] == 0, "customer_id"])
+    assert (sent["step"] == "reminder").sum() > 0
+    files = list((demo_project / "outbox" / "win-back-series").rglob("*.eml"))
+    assert len(files) == len(sent)

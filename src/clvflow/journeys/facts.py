@@ -69,7 +69,14 @@ def gather(
         anchors = pd.DataFrame({"customer_id": pd.Series(dtype="string")})
     with ledger.engine.connect() as con:
         redeemed = state.redeemed(con, journey.name)
-        engaged = state.engaged(con, journey.name, ("open", "click"))
+        kinds = [
+            kind
+            for step in journey.spec.steps
+            if step.unless is not None
+            for kind, ref in (("click", step.unless.clicked), ("open", step.unless.opened))
+            if ref is not None
+        ]
+        engaged = state.engaged(con, journey.name, kinds)  # only what a step tests
 
     def where(index: int) -> pd.DataFrame:
         return pd.DataFrame(

