@@ -86,6 +86,17 @@ def gather(
     return Facts(last_orders, anchors, redeemed, engaged, where)
 
 
+def ordered_between(data: ShopData, since: dt.datetime, until: dt.datetime) -> list[str]:
+    """Customers with an order placed after ``since`` and at or before ``until``."""
+    return [
+        str(c)
+        for c in data.first_column(
+            f"{data.with_clause()}SELECT DISTINCT CAST(customer_id AS VARCHAR) FROM orders "
+            f"WHERE placed_at > {sql_timestamp(since)} AND placed_at <= {sql_timestamp(until)}"
+        )
+    ]
+
+
 def where_members(
     data: ShopData, catalog: SegmentCatalog, journey: Journey, index: int, as_of: dt.datetime
 ) -> list[str]:

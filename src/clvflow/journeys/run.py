@@ -22,7 +22,7 @@ from clvflow.delivery.senders import open_sender
 from clvflow.journeys.catalog import Journey
 from clvflow.journeys.decide import DUE, EXIT, WAITING, decide
 from clvflow.journeys.enter import entrants, to_local
-from clvflow.journeys.facts import gather
+from clvflow.journeys.facts import gather, ordered_between
 from clvflow.journeys.summary import JourneySummary, StepCounts
 from clvflow.ledger import journeys as state
 from clvflow.personalization.orders import OrderView
@@ -38,6 +38,7 @@ from clvflow.segments.catalog import SegmentCatalog
 from clvflow.segments.members import customers_frame
 
 SKIPS = ("missing_date", "expired", "where", "unless")
+DEFERRED = ("outside_send_window", "capped", "claimed_by_another_run")  # tried again later
 
 
 def step_job(journey: Journey, index: int, as_of: dt.datetime, dry_run: bool) -> Job:
@@ -67,9 +68,36 @@ def advance_journey(
     dry_run: bool = False,
     order: OrderPlaced | None = None,
 ) -> JourneySummary:
-    """Enter who enters, then advance every entry that is due (see the module's docstring)."""
+    """Enter who enters, then advance every entry that is due (see the module's docstring).
+    The run is recorded in the ledger with its summary; the next run reads only the entries
+    that may have changed since."""
     summary = JourneySummary(journey.name, uuid.uuid4().hex, as_of, dry_run)
     summary.steps = {s.name: StepCounts() for s in journey.spec.steps}
+    with ws.ledger.engine.connect() as con:
+        since = state.last_advanced(con, journey.name)
+    if not dry_run:
+        lease = ws.project.config.limits.run_lease_seconds
+        ws.ledger.start_run(summary.run_id, journey.name, state.JOURNEY_RUN, as_of, False, lease)
+    try:
+        _advance_all(ws, journey, summary, sender, order, since)
+    except BaseException:
+        if not dry_run:
+            ws.ledger.finish_run(summary.run_id, "failed", summary.as_dict())
+        raise
+    if not dry_run:
+        ws.ledger.finish_run(summary.run_id, "finished", summary.as_dict())
+    return summary
+
+
+def _advance_all(
+    ws: Workspace,
+    journey: Journey,
+    summary: JourneySummary,
+    sender: Sender | None,
+    order: OrderPlaced | None,
+    since: dt.datetime | None,
+) -> None:
+    as_of, dry_run = summary.as_of, summary.dry_run
     catalog = SegmentCatalog.load(ws.project.segments_dir)
     new = entrants(ws.data, catalog, ws.ledger, journey, as_of)
     if order is not None:
@@ -78,21 +106,34 @@ def advance_journey(
     facts = gather(ws.data, catalog, ws.ledger, journey, as_of)
     orders = _triggered_order(ws, order, as_of)
     tried: set[tuple[int, int]] = set()  # (entry, step) handed to the pipeline by this run
+    entries = decisions = pd.DataFrame({"id": [], "step": [], "decision": []})
     for _ in range(len(journey.spec.steps) if not dry_run else 1):
-        entries = read_entries(ws, journey, new if dry_run else None)
+        entries = read_entries(ws, journey, as_of, since, new if dry_run else None)
         decisions = decide(journey.spec, entries, facts, as_of)
         keys = pd.Series(list(zip(decisions["id"], decisions["step"], strict=True)), dtype=object)
         decisions = decisions[~keys.isin(tried).to_numpy()]
         if not _apply(ws, journey, decisions, sender, summary, orders, tried):
             break
-    return summary
+    with ws.ledger.engine.connect() as con:
+        going = state.active_counts(con, journey.name)
+    for index, step in enumerate(journey.spec.steps):
+        counts = summary.steps[step.name]
+        if dry_run:  # nothing moved: those not read (not due), and those read but waiting
+            read = int(((entries["id"] > 0) & (entries["step"] == index)).sum())
+            mine = decisions[decisions["step"] == index]
+            counts.waiting = going.get(index, 0) - read + int((mine["decision"] == WAITING).sum())
+        else:  # who is still at the step, less those due but put off (window, cap)
+            put_off = sum(counts.skipped[r] for r in DEFERRED)
+            counts.waiting = max(going.get(index, 0) - put_off, 0)
 
 
 def decide_now(ws: Workspace, journey: Journey, as_of: dt.datetime) -> pd.DataFrame:
     """Who is due for which step at ``as_of``, with reasons; nothing is written."""
     catalog = SegmentCatalog.load(ws.project.segments_dir)
+    with ws.ledger.engine.connect() as con:
+        since = state.last_advanced(con, journey.name)
     facts = gather(ws.data, catalog, ws.ledger, journey, as_of)
-    return decide(journey.spec, read_entries(ws, journey), facts, as_of)
+    return decide(journey.spec, read_entries(ws, journey, as_of, since), facts, as_of)
 
 
 def _order_entrant(
@@ -142,11 +183,29 @@ def _enter(ws: Workspace, journey: Journey, new: pd.DataFrame, summary: JourneyS
 
 
 def read_entries(
-    ws: Workspace, journey: Journey, dry_new: pd.DataFrame | None = None
+    ws: Workspace,
+    journey: Journey,
+    as_of: dt.datetime,
+    since: dt.datetime | None = None,
+    dry_new: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """The entries still going (a dry run adds the ones it would enter), times local."""
+    """The entries still going that may change at ``as_of`` (a dry run adds the ones it
+    would enter), times local. After a run at ``since``: those whose wait is over, those
+    at a step due by a date, and those of customers who ordered since (they may exit);
+    the others wait."""
+    tz = ws.data.timezone
+    steps = journey.spec.steps
+    due_before: dict[int, dt.datetime] | None = None
+    customers: list[str] = []
+    if since is not None and since < as_of:
+        due_before = {
+            i: ledger_time(as_of - s.wait_period, tz) for i, s in enumerate(steps) if s.at is None
+        }
+        if journey.spec.exit.on_order:
+            customers = ordered_between(ws.data, since, as_of)
+    anchored = [i for i, s in enumerate(steps) if s.at is not None]
     with ws.ledger.engine.connect() as con:
-        entries = state.active(con, journey.name)
+        entries = state.active(con, journey.name, due_before, anchored, customers)
     if dry_new is not None:
         known = set(zip(entries["occurrence"], entries["customer_id"], strict=True))
         pairs = zip(dry_new["occurrence"], dry_new["customer_id"], strict=True)
@@ -184,7 +243,6 @@ def _apply(
     for index, step in enumerate(steps):
         mine = decisions[decisions["step"] == index]
         counts = summary.steps[step.name]
-        counts.waiting = int((mine["decision"] == WAITING).sum())
         exits = mine[mine["decision"] == EXIT]
         moved += _exit(ws, summary, counts, exits, "ordered")
         skipped = mine[mine["decision"].isin(SKIPS)]

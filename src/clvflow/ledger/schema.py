@@ -83,6 +83,8 @@ promo_codes = SATable(
     UniqueConstraint("campaign", "occurrence", "customer_id", name="uq_promo_occurrence"),
 )
 
+Index("ix_promo_codes_redeemed", promo_codes.c.campaign, promo_codes.c.redeemed_at)
+
 # engagement and delivery events from SendGrid's Event Webhook, deduplicated on sg_event_id
 events = SATable(
     "events",
