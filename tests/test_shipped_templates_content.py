@@ -705,3 +705,16 @@ def test_journey_steps_link_and_render_the_same(
         assert render_email(template, context, linked) == render_email(template, context)
         subject, _, html, text = linked.render(context)  # linked, not the fallback
         assert subject and html.count("<html") == 1 and text
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_thank_you_thanks_a_repeat_buyer_for_this_order_not_a_first(
+    library: TemplateLibrary, locale: str
+) -> None:
+    """The post-purchase journey thanks every order: "first order" only for the first."""
+    first = {"en": "first order", "hu": "első rendelés", "ru": "первый заказ"}[locale]
+    once = render(library, "thank_you", make_context(locale, orders_count=1))
+    again = render(library, "thank_you", make_context(locale, orders_count=3))
+    assert first in once.subject and first in plain(once.html)
+    assert first not in again.subject and first not in plain(again.html)
+    assert FIRST_NAMES[locale] in again.subject
