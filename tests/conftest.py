@@ -124,6 +124,26 @@ def add_win_back_campaign(root: Path) -> None:
     prefect.write_text(prefect.read_text().rstrip("\n") + "\n" + WIN_BACK_CAMPAIGN)
 
 
+def add_orders(
+    project: Project, orders: list[tuple[str, dt.datetime, float]], prefix: str = "T"
+) -> None:
+    """Append (customer, placed at, total) orders to the project's ``data/orders.csv``."""
+    import pandas as pd
+
+    path = project.root / "data" / "orders.csv"
+    base = pd.read_csv(path, dtype=str)
+    added = pd.DataFrame(
+        {
+            "order_id": [f"{prefix}{len(base) + i}" for i in range(len(orders))],
+            "customer_id": [c for c, _, _ in orders],
+            "placed_at": [at.strftime("%Y-%m-%d %H:%M:%S") for _, at, _ in orders],
+            "total": [f"{total:.2f}" for _, _, total in orders],
+            "currency": "EUR",
+        }
+    )
+    pd.concat([base, added]).to_csv(path, index=False)
+
+
 @pytest.fixture
 def make_project(tmp_path: Path) -> ProjectFactory:
     """A project on the tiny hand-made shop; ``files`` adds or replaces files."""

@@ -56,28 +56,8 @@ def test_demo_writes_real_emails_and_is_idempotent(
 
 
 def _latest_counts(keys: list[str]) -> dict[str, dict[str, int]]:
-    import asyncio
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-    from prefect.client.schemas.sorting import ArtifactSort
-
-    async def read() -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        async with get_client() as client:
-            for key in keys:
-                found = await client.read_artifacts(
-                    artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
-                    sort=ArtifactSort.CREATED_DESC,
-                    limit=1,
-                )
-                assert found, f"no artifact {key}"
-                data = found[0].data
-                rows = json.loads(data) if isinstance(data, str) else data
-                out[key] = {str(r["what"]): int(r["count"]) for r in rows}
-        return out
-
-    return asyncio.run(read())
+    """The latest table artifact of each key, as {what: count}."""
+    return {key: {str(r["what"]): int(str(r["count"])) for r in _latest_rows(key)} for key in keys}
 
 
 def _artifacts_match_the_ledger(project_dir: Path) -> None:

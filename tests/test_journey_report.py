@@ -9,7 +9,6 @@ from collections import Counter
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pandas as pd
 import pytest
 from sqlalchemy import func, select, update
 
@@ -20,7 +19,7 @@ from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project
 from clvflow.reporting.html import render_html
 from clvflow.reporting.markdown import campaigns_markdown
-from tests.conftest import AS_OF, ledger_rows
+from tests.conftest import AS_OF, add_orders, ledger_rows
 
 JOURNEY = "win-back-series"
 TIMEZONE = "Europe/Budapest"
@@ -64,21 +63,6 @@ def _recipients(project: Project, step: str) -> list[str]:
     return sorted(str(r[0]) for r in rows)
 
 
-def _add_orders(project: Project, orders: list[tuple[str, dt.datetime, float]]) -> None:
-    path = project.root / "data" / "orders.csv"
-    base = pd.read_csv(path, dtype=str)
-    added = pd.DataFrame(
-        {
-            "order_id": [f"T{len(base) + i}" for i in range(len(orders))],
-            "customer_id": [c for c, _, _ in orders],
-            "placed_at": [at.strftime("%Y-%m-%d %H:%M:%S") for _, at, _ in orders],
-            "total": [f"{total:.2f}" for _, _, total in orders],
-            "currency": "EUR",
-        }
-    )
-    pd.concat([base, added]).to_csv(path, index=False)
-
-
 def _section(markdown: str, journey: str) -> str:
     start = markdown.index(f"### {journey}\n")
     end = markdown.find("\n### ", start + 1)
@@ -114,7 +98,7 @@ def journeyed(demo_project: Path) -> tuple[Project, dict[str, str]]:
     )
     assert len(offered) >= 3 and held
     buyers = {"offer": offered[0], "late": offered[1], "held": held[0]}
-    _add_orders(
+    add_orders(
         project,
         [(buyers["offer"], _days(2), 50.0), (buyers["late"], _days(10), 30.0),
          (buyers["held"], _days(3), 40.0)],
@@ -123,12 +107,12 @@ def journeyed(demo_project: Path) -> tuple[Project, dict[str, str]]:
     reminded = [c for c in _recipients(project, "reminder") if c not in buyers.values()]
     assert reminded
     buyers["reminder"] = reminded[0]
-    _add_orders(project, [(buyers["reminder"], _days(16), 25.0)])
+    add_orders(project, [(buyers["reminder"], _days(16), 25.0)])
     _run(project, 19)
     last = [c for c in _recipients(project, "last-chance") if c not in buyers.values()]
     assert last
     buyers["last"] = last[0]
-    _add_orders(project, [(buyers["last"], _days(20), 60.0)])
+    add_orders(project, [(buyers["last"], _days(20), 60.0)])
     return project, buyers
 
 

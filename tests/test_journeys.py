@@ -26,7 +26,7 @@ from clvflow.ledger.schema import journey_entries, messages, promo_codes
 from clvflow.ledger.store import Ledger
 from clvflow.personalization.promo import redeem
 from clvflow.project.layout import Project
-from tests.conftest import AS_OF, ledger_rows, outbox_email
+from tests.conftest import AS_OF, add_orders, ledger_rows, outbox_email
 
 TIMEZONE = "Europe/Budapest"
 CODE = re.compile(r"\b(?:BACK|LAST)-[A-Z0-9]{4}-[A-Z0-9]{4}\b")
@@ -240,21 +240,6 @@ def test_win_back_series_is_idempotent_and_sends_each_step_when_due(demo_project
 # -- 70 days, a day at a time ---------------------------------------------------------
 
 
-def _add_orders(project: Project, orders: list[tuple[str, dt.datetime, float]]) -> None:
-    path = project.root / "data" / "orders.csv"
-    base = pd.read_csv(path, dtype=str)
-    added = pd.DataFrame(
-        {
-            "order_id": [f"SIM{len(base) + i}" for i in range(len(orders))],
-            "customer_id": [c for c, _, _ in orders],
-            "placed_at": [at.strftime("%Y-%m-%d %H:%M:%S") for _, at, _ in orders],
-            "total": [f"{total:.2f}" for _, _, total in orders],
-            "currency": "EUR",
-        }
-    )
-    pd.concat([base, added]).to_csv(path, index=False)
-
-
 def _between_days(project: Project, day: int, when: dt.datetime) -> dict[str, set[str]]:
     """What customers do before the next day's runs: some who got a step order, some use
     their code, some click, some unsubscribe. Returns who did what."""
@@ -293,7 +278,7 @@ def _between_days(project: Project, day: int, when: dt.datetime) -> dict[str, se
             if index % 7 == day % 7:
                 redeem(ledger.engine, str(code), 100.0, when + dt.timedelta(hours=2))
                 done["redeemed"].add(str(cid))
-        _add_orders(project, orders)
+        add_orders(project, orders, "SIM")
     finally:
         ledger.close()
     return done

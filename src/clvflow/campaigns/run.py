@@ -54,6 +54,22 @@ def segment_members(ws: Workspace, segment: str, as_of: dt.datetime) -> pd.DataF
 
 
 @contextmanager
+def workspace_and_sender(
+    project: Project, when: dt.datetime, dry_run: bool, sender: Sender | None
+) -> Iterator[tuple[Workspace, Sender | None]]:
+    """A run's workspace and sender: ``sender``, else the configured one (opened and
+    closed here; none for a dry run). A sender that cannot open (no key, a bad URL) stops
+    the run before anything is planned."""
+    owned = None if sender is not None or dry_run else open_sender(project)
+    try:
+        with open_workspace(project, when) as ws:
+            yield ws, sender or owned
+    finally:
+        if owned is not None:
+            owned.close()
+
+
+@contextmanager
 def opened(
     project: Project,
     campaign: Campaign,
@@ -61,17 +77,10 @@ def opened(
     dry_run: bool = False,
     sender: Sender | None = None,
 ) -> Iterator[tuple[Workspace, Job, Sender | None]]:
-    """A run's workspace, job and sender: ``sender``, else the configured one (opened and
-    closed here; none for a dry run). A sender that cannot open (no key, a bad URL) stops
-    the run before anything is planned."""
+    """A campaign run's workspace, job and sender (see :func:`workspace_and_sender`)."""
     job = campaign_job(project, campaign, as_of, dry_run)
-    owned = None if sender is not None or dry_run else open_sender(project)
-    try:
-        with open_workspace(project, job.as_of) as ws:
-            yield ws, job, sender or owned
-    finally:
-        if owned is not None:
-            owned.close()
+    with workspace_and_sender(project, job.as_of, dry_run, sender) as (ws, chosen):
+        yield ws, job, chosen
 
 
 def run_campaign(

@@ -16,9 +16,9 @@ from contextlib import contextmanager
 
 import pandas as pd
 
+from clvflow.campaigns.run import workspace_and_sender
 from clvflow.campaigns.triggered import OrderPlaced, customer_row, order_view
 from clvflow.delivery.base import Sender
-from clvflow.delivery.senders import open_sender
 from clvflow.journeys.catalog import Journey
 from clvflow.journeys.decide import DUE, EXIT, WAITING, decide
 from clvflow.journeys.enter import entrants, to_local
@@ -29,7 +29,7 @@ from clvflow.personalization.orders import OrderView
 from clvflow.pipeline import run as pipeline
 from clvflow.pipeline.job import Job
 from clvflow.pipeline.summary import RunSummary
-from clvflow.pipeline.workspace import Workspace, open_workspace
+from clvflow.pipeline.workspace import Workspace
 from clvflow.planning.addresses import valid_addresses
 from clvflow.planning.plan import SUPPRESSION_REASONS, ledger_time
 from clvflow.project.clock import local_now
@@ -384,13 +384,8 @@ def opened(
     """A journey run's workspace, instant and sender: ``sender``, else the configured one
     (none for a dry run)."""
     when = (as_of or local_now(project.config.shop.timezone)).replace(tzinfo=None)
-    owned = None if sender is not None or dry_run else open_sender(project)
-    try:
-        with open_workspace(project, when) as ws:
-            yield ws, when, sender or owned
-    finally:
-        if owned is not None:
-            owned.close()
+    with workspace_and_sender(project, when, dry_run, sender) as (ws, chosen):
+        yield ws, when, chosen
 
 
 def run_journey(

@@ -41,14 +41,21 @@ def _occurrence(spec: object, as_of: dt.datetime | None) -> str:
     return (as_of or dt.datetime.now()).date().isoformat()
 
 
-def run_name() -> str:
-    """'<campaign> · <occurrence> · <as of>', e.g. 'win-back · 2026-11-23 · 10:00'."""
-    params = flow_run.parameters
+def as_of_label(params: dict[str, object]) -> tuple[str, dt.datetime | None]:
+    """A run's ``as_of`` parameter as 'YYYY-MM-DD HH:MM' (or 'now'), and as a time."""
     as_of = params.get("as_of")
     if isinstance(as_of, str):
         as_of = dt.datetime.fromisoformat(as_of)
-    when = as_of.strftime("%Y-%m-%d %H:%M") if isinstance(as_of, dt.datetime) else "now"
-    occurrence = _occurrence(params.get("spec"), as_of if isinstance(as_of, dt.datetime) else None)
+    if isinstance(as_of, dt.datetime):
+        return as_of.strftime("%Y-%m-%d %H:%M"), as_of
+    return "now", None
+
+
+def run_name() -> str:
+    """'<campaign> · <occurrence> · <as of>', e.g. 'win-back · 2026-11-23 · 10:00'."""
+    params = flow_run.parameters
+    when, as_of = as_of_label(params)
+    occurrence = _occurrence(params.get("spec"), as_of)
     suffix = " (dry run)" if params.get("dry_run") else ""
     return f"{params.get('campaign', 'campaign')} · {occurrence} · {when}{suffix}"
 

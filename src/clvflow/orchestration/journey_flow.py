@@ -24,6 +24,7 @@ from clvflow.journeys.status import journey_status
 from clvflow.journeys.summary import JourneySummary
 from clvflow.journeys.views import funnel_markdown, step_rows
 from clvflow.orchestration.artifacts import artifact_key
+from clvflow.orchestration.flows import as_of_label
 from clvflow.orchestration.secrets import flow_sender
 from clvflow.pipeline.workspace import Workspace, open_workspace
 from clvflow.project.clock import local_now
@@ -34,10 +35,7 @@ from clvflow.project.layout import Project
 def run_name() -> str:
     """'<journey> · <as of>', and the order for a triggered run."""
     params = flow_run.parameters
-    as_of = params.get("as_of")
-    if isinstance(as_of, str):
-        as_of = dt.datetime.fromisoformat(as_of)
-    when = as_of.strftime("%Y-%m-%d %H:%M") if isinstance(as_of, dt.datetime) else "now"
+    when, _ = as_of_label(params)
     order = params.get("order")
     if isinstance(order, OrderPlaced):
         when += f" · order {order.order.order_id}"
