@@ -17,6 +17,8 @@ from sqlalchemy import update
 
 from clvflow.campaigns.catalog import load_campaigns
 from clvflow.campaigns.run import run_campaign
+from clvflow.journeys.catalog import load_journeys
+from clvflow.journeys.run import run_journey
 from clvflow.ledger.schema import messages
 from clvflow.ledger.store import Ledger
 from clvflow.measurement.charts import CLV_SIZE, COHORT_SIZE
@@ -50,8 +52,22 @@ def _png_size(uri: str) -> tuple[int, int]:
 def test_report_flow_publishes_artifacts(prefect_api: None, make_project: ProjectFactory) -> None:
     from clvflow.orchestration.report_flow import report_flow
 
-    project = Project.load(make_project(FILES))
+    welcome = """
+  - name: welcome
+    entrypoint: flows/journey.py:journey_flow
+    parameters:
+      campaign: welcome
+      spec:
+        entry: {segment: everyone}
+        steps:
+          - {name: hello, template: hello}
+          - {name: again, wait: 2 days, template: hello}
+"""
+    root = make_project(FILES)
+    (root / "prefect.yaml").write_text((root / "prefect.yaml").read_text() + welcome)
+    project = Project.load(root)
     run_campaign(project, load_campaigns(project.prefect_file)["win-back"], as_of=AS_OF)
+    run_journey(project, load_journeys(project.prefect_file)["welcome"], as_of=AS_OF)
     ledger = Ledger(project.ledger_url)
     sent = dt.datetime(2026, 11, 23, 11, 0)
     with ledger.engine.begin() as con:
@@ -85,5 +101,8 @@ def test_report_flow_publishes_artifacts(prefect_api: None, make_project: Projec
     assert "retention rate" in str(artifacts["clv-report-metrics"].data)
     table = str(artifacts["clv-report-experiments"].data)
     assert "win-back" in table and "holdout" in table
+    steps = str(artifacts["clv-report-journey-welcome"].data)
+    assert "hello" in steps and "recipients" in steps
+    assert "No holdout" in str(artifacts["clv-report-journey-welcome"].description)
     link = str(artifacts["clv-report-html"].data)
     assert (project.root / "reports" / "report.html").as_uri() in link

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pandas as pd
+from dateutil.relativedelta import relativedelta
 
 from clvflow.campaigns.run import workspace_and_sender
 from clvflow.campaigns.triggered import OrderPlaced, customer_row, order_view
@@ -107,7 +108,7 @@ def _advance_all(
     orders = _triggered_order(ws, order, as_of)
     tried: set[tuple[int, int]] = set()  # (entry, step) handed to the pipeline by this run
     entries = decisions = pd.DataFrame({"id": [], "step": [], "decision": []})
-    for _ in range(len(journey.spec.steps) if not dry_run else 1):
+    for _ in range(rounds(journey) if not dry_run else 1):
         entries = read_entries(ws, journey, as_of, since, new if dry_run else None)
         decisions = decide(journey.spec, entries, facts, as_of)
         keys = pd.Series(list(zip(decisions["id"], decisions["step"], strict=True)), dtype=object)
@@ -125,6 +126,14 @@ def _advance_all(
         else:  # who is still at the step, less those due but put off (window, cap)
             put_off = sum(counts.skipped[r] for r in DEFERRED)
             counts.waiting = max(going.get(index, 0) - put_off, 0)
+
+
+def rounds(journey: Journey) -> int:
+    """How often a run decides: once, unless a step after the first may be due as soon as
+    the step before is decided (no wait, or a date that may be long past)."""
+    later = journey.spec.steps[1:]
+    at_once = any(s.at is not None or s.wait_period == relativedelta() for s in later)
+    return len(journey.spec.steps) if at_once else 1
 
 
 def decide_now(ws: Workspace, journey: Journey, as_of: dt.datetime) -> pd.DataFrame:

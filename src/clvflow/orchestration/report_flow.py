@@ -20,6 +20,7 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
+from clvflow.orchestration.artifacts import artifact_key
 from clvflow.project.clock import local_now
 from clvflow.project.layout import Project
 from clvflow.reporting.html import data_uri, write_report
@@ -38,6 +39,7 @@ from clvflow.reporting.tables import (
     attribution_rows,
     engagement_rows,
     experiment_rows,
+    journey_sections,
     ltv_cac_rows,
     shop_rows,
 )
@@ -120,6 +122,11 @@ def publish(report: Report, path: Path) -> None:
         "metrics": (shop_rows(report), "CLV, AOV, purchase frequency, repeat and retention"),
         "ltv-cac": (ltv_cac_rows(report), "LTV:CAC per acquisition channel"),
     }
+    for section in journey_sections(report):
+        tables[f"journey-{artifact_key(section.journey)}"] = (
+            section.steps,
+            f"{section.journey}: per step recipients, conversions and revenue. {section.uplift}",
+        )
     for name, (rows, description) in tables.items():
         if rows:
             create_table_artifact(key=f"{KEY}-{name}", table=rows, description=description)
