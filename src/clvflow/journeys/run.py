@@ -274,12 +274,12 @@ def _apply(
                     ],
                 )
             moved += _advance(ws, journey, index, skipped, summary.as_of)
-        due = mine[mine["decision"] == DUE]
-        # one entry per customer and step in a round (a customer's second order: next round)
-        due = due.sort_values(["customer_id", "occurrence"]).drop_duplicates("customer_id")
+        due = mine[mine["decision"] == DUE].sort_values(["customer_id", "occurrence"])
         tried.update(zip(due["id"].astype(int), due["step"].astype(int), strict=True))
-        if not due.empty:
-            moved += _send_step(ws, journey, index, due, sender, summary, orders)
+        while not due.empty:  # a customer's entries one at a time (two orders: two passes)
+            first = ~due["customer_id"].duplicated()
+            moved += _send_step(ws, journey, index, due[first], sender, summary, orders)
+            due = due[~first]
     return moved
 
 
