@@ -316,6 +316,8 @@ def setup_state(args: argparse.Namespace) -> None:
 def previous_run(con: Connection, as_of: pd.Timestamp) -> int:
     """The journey's previous run, finished, ``PREVIOUS_RUN`` before ``as_of``: the run at
     ``as_of`` reads only the entries that may have changed since."""
+    import pandas as pd
+
     from clvflow.ledger.journeys import JOURNEY_RUN
     from clvflow.ledger.schema import runs
 
