@@ -406,3 +406,36 @@ def test_two_processes_advancing_one_journey_send_each_step_once(
     assert (sent["step"] == "reminder").sum() > 0
     files = list((demo_project / "outbox" / "win-back-series").rglob("*.eml"))
     assert len(files) == len(sent)
+
+
+def test_journeys_show_counts_each_step_and_one_customers_path(
+    demo_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from clvflow.cli.main import main
+
+    project = Project.load(demo_project)
+    start = AS_OF.replace(hour=10)
+    _run(project, "win-back-series", start)
+    sent = _steps(project, "win-back-series")
+    offered = sorted(sent.loc[sent["status"] == "sent", "customer_id"])
+    # one recipient orders two days after the offer: a conversion of the offer
+    add_orders(project, [(offered[0], start + dt.timedelta(days=2), 90.0)], "SHOW")
+    capsys.readouterr()
+    assert (
+        main(["journeys", "show", "win-back-series", "--json", "--project", str(demo_project)]) == 0
+    )
+    shown = json.loads(capsys.readouterr().out)
+    steps = {row["step"]: row for row in shown["steps"]}
+    assert steps["offer"]["sent"] == len(offered) and steps["offer"]["converted"] == 1
+    assert steps["reminder"]["waiting"] == len(offered)  # each waits for its reminder
+    entries = _entries(project, "win-back-series")
+    assert shown["entries"] == len(entries) and shown["holdout"] == int(entries["holdout"].sum())
+
+    assert main(["journeys", "show", "win-back-series", "--customer", offered[0],
+                 "--project", str(demo_project)]) == 0  # fmt: skip
+    path = capsys.readouterr().out
+    assert "offer" in path and "sent" in path and "still going" in path
+    assert main(["journeys", "list", "--project", str(demo_project)]) == 0
+    assert "win-back-series" in capsys.readouterr().out

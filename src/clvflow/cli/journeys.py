@@ -23,8 +23,12 @@ def list_journeys(project: ProjectOption = Path(".")) -> None:
     from clvflow.journeys.catalog import load_journeys
 
     loaded = Project.load(project)
-    table = Table("journey", "entry", "steps", "holdout", "schedule / trigger", title="Journeys")
-    for name, journey in sorted(load_journeys(loaded.prefect_file).items()):
+    journeys = load_journeys(loaded.prefect_file)
+    table = Table(title="Journeys")
+    table.add_column("journey", min_width=max((len(n) for n in journeys), default=7))
+    for heading in ("entry", "steps", "holdout", "schedule / trigger"):
+        table.add_column(heading)
+    for name, journey in sorted(journeys.items()):
         spec = journey.spec
         entry = f"segment {spec.entry.segment}" if spec.entry.segment else str(spec.entry.event)
         when = ", ".join(str(s.get("cron", s)) for s in journey.schedules)
@@ -50,6 +54,7 @@ def show(
     project: ProjectOption = Path("."),
 ) -> None:
     """Per step: waiting, sent, skipped, exited, converted; or one customer's path."""
+    from clvflow.data.sources import open_shop_data
     from clvflow.journeys.catalog import find_journey, load_journeys
     from clvflow.journeys.status import customer_path, journey_status
     from clvflow.journeys.views import step_rows
@@ -66,7 +71,11 @@ def show(
             else:
                 _print_path(name, customer, path)
             return
-        status = journey_status(ledger, journey)
+        data = open_shop_data(loaded)
+        try:
+            status = journey_status(ledger, journey, data, loaded.config.shop.default_locale)
+        finally:
+            data.close()
     finally:
         ledger.close()
     rows = step_rows(None, status)

@@ -29,10 +29,14 @@ def local_to_utc(local: dt.datetime, timezone: str) -> dt.datetime:
 
 
 def read_sends(
-    ledger: Ledger, since_utc: dt.datetime, until_utc: dt.datetime | None = None
+    ledger: Ledger,
+    since_utc: dt.datetime,
+    until_utc: dt.datetime | None = None,
+    campaign: str | None = None,
 ) -> pd.DataFrame:
-    """One row per sent or holdout message since ``since_utc``: message_id, campaign,
-    occurrence, customer_id, group (treated|holdout), variant, locale, sent_at (UTC)."""
+    """One row per sent or holdout message since ``since_utc`` (of ``campaign``, or of
+    every one): message_id, campaign, occurrence, customer_id, group (treated|holdout),
+    variant, locale, sent_at (UTC)."""
     moment = func.coalesce(messages.c.finished_at, messages.c.planned_at)
     stmt = select(
         messages.c.id.label("message_id"),
@@ -50,6 +54,8 @@ def read_sends(
     ).where(messages.c.status.in_(("sent", "holdout")), messages.c.planned_at >= since_utc)
     if until_utc is not None:
         stmt = stmt.where(messages.c.planned_at < until_utc)
+    if campaign is not None:
+        stmt = stmt.where(messages.c.campaign == campaign)
     columns = [*SEND_COLUMNS, "locale", "sent_at"]
     with ledger.engine.connect() as con:
         rows = con.execute(stmt.order_by(messages.c.id)).all()

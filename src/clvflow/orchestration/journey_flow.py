@@ -83,7 +83,8 @@ def journey_flow(
     try:
         with open_workspace(loaded, when) as ws:
             summary = advance_task(ws, journey, when, sender, dry_run, order)
-            status = journey_status(ws.ledger, journey)
+            locale = loaded.config.shop.default_locale
+            status = journey_status(ws.ledger, journey, ws.data, locale)
     finally:
         if sender is not None:
             sender.close()
