@@ -10,6 +10,7 @@ import datetime as dt
 import re
 import shutil
 from collections import Counter
+from email.message import EmailMessage
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -113,6 +114,12 @@ def _entries(project: Project, journey: str) -> pd.DataFrame:
     )
     columns = ["entry", "customer_id", "holdout", "entered_at", "exited_at", "reason", "step"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _text(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
 
 
 # -- the spec's errors ----------------------------------------------------------------
@@ -358,6 +365,15 @@ def test_seventy_days_keep_every_invariant(small_shop: Path) -> None:
     assert {"offer", "reminder", "last-chance"} <= set(steps.loc[steps["status"] == "sent", "step"])
     assert "where" in set(steps["reason"].dropna())
     assert {"ordered", "holdout", "completed"} <= set(entries["reason"].dropna())
+    # every reminder shows the code of its entry's offer
+    reminders = steps[(steps["status"] == "sent") & (steps["step"] == "reminder")]
+    assert len(reminders) > 0
+    for entry, cid in zip(reminders["entry"], reminders["customer_id"], strict=True):
+        codes = [
+            set(CODE.findall(_text(outbox_email(project, "win-back-series", f"{entry}_{s}", cid))))
+            for s in ("offer", "reminder")
+        ]
+        assert codes[0] == codes[1] and len(codes[0]) == 1, (entry, cid, codes)
     follow = _steps(project, "click-follow-up")
     assert "unless" in set(follow["reason"].dropna())
     assert (_steps(project, "post-purchase")["step"] == "review").any()
