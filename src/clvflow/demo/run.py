@@ -3,7 +3,7 @@ flow runs.
 
 The shop's data is generated relative to a reference day (the first run's today) and kept
 in ``data/`` with a manifest; the campaigns run as of that day at 10:00 shop time. The
-journeys run as of three weeks before it, then a week at a time up to it, so the demo
+journeys run as of three weeks before it, one week before it and on it, so the demo
 shows their later steps (reminders, last chances, cross-sells, review requests) and the
 entries that left on an order. Every run's instant is fixed, so a second ``clvflow demo``
 sees the same customers and sends nothing new.
@@ -29,7 +29,7 @@ from clvflow.project.layout import Project
 MANIFEST = "demo-shop.json"
 SEED = 7
 RUN_HOUR = 10
-JOURNEY_WEEKS = (3, 2, 1, 0)  # the journeys run as of these weeks before the reference day
+JOURNEY_WEEKS = (3, 1, 0)  # the journeys run as of these weeks before the reference day
 
 
 def ensure_demo_data(project: Project, *, fresh: bool) -> dt.date:
