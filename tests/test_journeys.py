@@ -305,6 +305,48 @@ def small_shop(demo_project: Path) -> Path:
     return demo_project
 
 
+def _check_invariants(
+    project: Project, journey: Journey, unsubscribed: dict[str, dt.datetime]
+) -> None:
+    """The contract's invariants for every entry and step of ``journey``."""
+    spec = journey.spec
+    name = journey.name
+    order = [s.name for s in spec.steps]
+    steps = _steps(project, name)
+    entries = _entries(project, name)
+    assert len(entries) > 0, name
+    key = ["entry", "customer_id"]
+    merged = steps.merge(entries, on=key, how="left", suffixes=("", "_entry"))
+    # every step message belongs to an entry; nothing to the holdout
+    assert merged["holdout"].notna().all(), name
+    assert (merged["holdout"] == 0).all(), name
+    # nothing twice per entry and step
+    assert not steps.duplicated([*key, "step"]).any(), name
+    # skips carry their reason
+    skipped = steps[steps["status"] == "skipped"]
+    assert skipped["reason"].isin(["where", "unless", "expired", "missing_date"]).all()
+    # nothing after the exit
+    exited = merged[merged["exited_at"].notna()]
+    assert (exited["at"] <= exited["exited_at"]).all(), name
+    # step k only after step k-1, at least its wait later
+    for (_, _), path in merged.groupby(key):
+        got = {str(s): t for s, t in zip(path["step"], path["at"], strict=True)}
+        indexes = sorted(order.index(s) for s in got)
+        assert indexes == list(range(len(indexes))), (name, got)
+        for k in indexes[1:]:
+            step = spec.steps[k]
+            if step.wait:
+                assert got[order[k]] >= got[order[k - 1]] + step.wait_period, (name, got)
+    # after an unsubscribe, nothing more was sent
+    sent = steps[steps["status"] == "sent"]
+    late = [
+        (cid, at)
+        for cid, at in zip(sent["customer_id"], sent["at"], strict=True)
+        if cid in unsubscribed and at > _utc(unsubscribed[cid])
+    ]
+    assert not late, (name, late[:3])
+
+
 @pytest.mark.slow
 def test_seventy_days_keep_every_invariant(small_shop: Path) -> None:
     demo_project = small_shop
@@ -329,42 +371,7 @@ def test_seventy_days_keep_every_invariant(small_shop: Path) -> None:
     outbox.close()
 
     for name in names:
-        spec = journeys[name].spec
-        order = [s.name for s in spec.steps]
-        steps = _steps(project, name)
-        entries = _entries(project, name)
-        assert len(entries) > 0, name
-        key = ["entry", "customer_id"]
-        merged = steps.merge(entries, on=key, how="left", suffixes=("", "_entry"))
-        # every step message belongs to an entry; nothing to the holdout
-        assert merged["holdout"].notna().all(), name
-        assert (merged["holdout"] == 0).all(), name
-        # nothing twice per entry and step
-        assert not steps.duplicated([*key, "step"]).any(), name
-        # skips carry their reason
-        skipped = steps[steps["status"] == "skipped"]
-        assert skipped["reason"].isin(["where", "unless", "expired", "missing_date"]).all()
-        # nothing after the exit
-        exited = merged[merged["exited_at"].notna()]
-        assert (exited["at"] <= exited["exited_at"]).all(), name
-        # step k only after step k-1, at least its wait later
-        for (_, _), path in merged.groupby(key):
-            got = {str(s): t for s, t in zip(path["step"], path["at"], strict=True)}
-            indexes = sorted(order.index(s) for s in got)
-            assert indexes == list(range(len(indexes))), (name, got)
-            for k in indexes[1:]:
-                step = spec.steps[k]
-                if step.wait:
-                    before = got[order[k - 1]]
-                    assert got[order[k]] - before >= dt.timedelta(days=int(step.wait.split()[0]))
-        # after an unsubscribe, nothing more was sent
-        sent = steps[steps["status"] == "sent"]
-        late = [
-            (cid, at)
-            for cid, at in zip(sent["customer_id"], sent["at"], strict=True)
-            if cid in unsubscribed and at > _utc(unsubscribed[cid])
-        ]
-        assert not late, (name, late[:3])
+        _check_invariants(project, journeys[name], unsubscribed)
 
     # the series did what it is for: reminders and last chances, skips and exits by reason
     steps = _steps(project, "win-back-series")
