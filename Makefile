@@ -27,9 +27,11 @@ serve: $(STAMP)
 standin: $(STAMP)
 	PYTHONPATH=tests $(BIN)/python -m fakes.sendgrid_standin --port 8025 --key SG.local $(ARGS)
 
-# every test; PYTEST_ARGS="-m 'not slow'" skips the slow ones
+# every test, a test file at a time on each of TEST_WORKERS processes (0: in this process);
+# PYTEST_ARGS="-m 'not slow'" skips the slow ones
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 check: lint typecheck
 

@@ -212,6 +212,19 @@ def _sendgrid_bodies_match_the_published_schema() -> Iterator[None]:
     )
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A test process of a parallel run hands its audit line to the controlling one."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["sendgrid_audit"] = list(_SENDGRID_AUDIT)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """The controlling process of a parallel run collects each test process's audit line."""
+    _SENDGRID_AUDIT.extend(getattr(node, "workeroutput", {}).get("sendgrid_audit", []))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for line in _SENDGRID_AUDIT:
         terminalreporter.write_line(line)
