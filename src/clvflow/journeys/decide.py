@@ -12,7 +12,6 @@ applies each candidate step's ``where`` and ``unless``: ``where`` and ``unless``
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,13 +19,12 @@ import duckdb
 import pandas as pd
 
 from clvflow.data.sources import quote_ident, quote_literal
-from clvflow.project.journey_spec import JourneySpec, Step
+from clvflow.project.journey_spec import JourneySpec, Step, period_parts
 from clvflow.segments.attributes import sql_timestamp
 
 EXIT = "exit"
 WAITING = "waiting"
 DUE = "due"
-_PERIOD = re.compile(r"^\s*([+-]?\d+)\s+(minute|hour|day|week|month|year)s?\s*$")
 
 
 @dataclass
@@ -44,10 +42,8 @@ class Facts:
 
 def interval(period: str) -> str:
     """A period of the spec (``'-10 months'``) as a DuckDB interval literal."""
-    match = _PERIOD.match(period)
-    if match is None:
-        raise ValueError(f"not a period: {period!r}")
-    return f"INTERVAL '{int(match.group(1))} {match.group(2)}'"
+    count, unit = period_parts(period)
+    return f"INTERVAL '{count} {unit}'"
 
 
 def anchor_column(attribute: str) -> str:

@@ -35,14 +35,20 @@ _UNITS = {
 _STEP_NAME = r"^[a-z0-9][a-z0-9_-]{0,39}$"
 
 
-def parse_period(text: str) -> relativedelta:
-    """``'14 days'``, ``'-10 months'``, ``'2 weeks'`` as a calendar shift."""
+def period_parts(text: str) -> tuple[int, str]:
+    """``'-10 months'`` → ``(-10, 'month')``."""
     match = _PERIOD.match(text)
     if not match:
         raise ValueError(
             f"'{text}' is not a period such as '14 days', '2 weeks', '-3 months' or '12 hours'"
         )
-    return relativedelta(**{_UNITS[match.group(2)]: int(match.group(1))})  # type: ignore[arg-type]
+    return int(match.group(1)), match.group(2)
+
+
+def parse_period(text: str) -> relativedelta:
+    """``'14 days'``, ``'-10 months'``, ``'2 weeks'`` as a calendar shift."""
+    count, unit = period_parts(text)
+    return relativedelta(**{_UNITS[unit]: count})  # type: ignore[arg-type]
 
 
 def _check_period(text: str) -> str:
