@@ -110,7 +110,7 @@ class Unless(Strict):
     """The step is skipped when any of these holds for the entry."""
 
     promo_redeemed: bool = Field(
-        default=False, description="The promo code this entry holds was used."
+        default=False, description="A code this entry was given (at any step) was used."
     )
     ordered: bool = Field(default=False, description="An order was placed after entering.")
     clicked: str | None = Field(default=None, description="A link in this step was clicked.")
