@@ -18,46 +18,25 @@ import pandas as pd
 from dateutil.relativedelta import relativedelta
 
 from clvflow.campaigns.run import workspace_and_sender
-from clvflow.campaigns.triggered import OrderPlaced, customer_row, order_view
+from clvflow.campaigns.triggered import OrderPlaced
 from clvflow.delivery.base import Sender
 from clvflow.journeys.catalog import Journey
 from clvflow.journeys.decide import DUE, EXIT, WAITING, decide
 from clvflow.journeys.enter import entrants, to_local
 from clvflow.journeys.facts import gather, ordered_between
+from clvflow.journeys.ordered import order_entrant, triggered_order
+from clvflow.journeys.steps import advance_rows, exit_rows, send_step
 from clvflow.journeys.summary import JourneySummary, StepCounts
 from clvflow.ledger import journeys as state
 from clvflow.personalization.orders import OrderView
-from clvflow.pipeline import run as pipeline
-from clvflow.pipeline.job import Job
-from clvflow.pipeline.summary import RunSummary
 from clvflow.pipeline.workspace import Workspace
-from clvflow.planning.addresses import valid_addresses
-from clvflow.planning.plan import SUPPRESSION_REASONS, ledger_time
+from clvflow.planning.plan import ledger_time
 from clvflow.project.clock import local_now
 from clvflow.project.layout import Project
 from clvflow.segments.catalog import SegmentCatalog
-from clvflow.segments.members import customers_frame
 
 SKIPS = ("missing_date", "expired", "where", "unless")
 DEFERRED = ("outside_send_window", "capped", "claimed_by_another_run")  # tried again later
-
-
-def step_job(journey: Journey, index: int, as_of: dt.datetime, dry_run: bool) -> Job:
-    """Step ``index`` as a pipeline job: its own run id, the step's name in every message,
-    and the code the entry holds when the step has no promo of its own."""
-    spec = journey.spec
-    step = spec.steps[index]
-    holder = None
-    if step.promo is None:
-        holder = next((s.name for s in reversed(spec.steps[:index]) if s.promo), None)
-    return Job(
-        journey.name,
-        spec.step_campaign(index),
-        as_of,
-        dry_run=dry_run,
-        step=step.name,
-        promo_step=holder,
-    )
 
 
 def advance_journey(
@@ -102,10 +81,10 @@ def _advance_all(
     catalog = SegmentCatalog.load(ws.project.segments_dir)
     new = entrants(ws.data, catalog, ws.ledger, journey, as_of)
     if order is not None:
-        new = pd.concat([new, _order_entrant(ws, journey, order, as_of)], ignore_index=True)
+        new = pd.concat([new, order_entrant(ws, journey, order, as_of)], ignore_index=True)
     _enter(ws, journey, new, summary)
     facts = gather(ws.data, catalog, ws.ledger, journey, as_of)
-    orders = _triggered_order(ws, order, as_of)
+    orders = triggered_order(ws, order, as_of)
     tried: set[tuple[int, int]] = set()  # (entry, step) handed to the pipeline by this run
     entries = decisions = pd.DataFrame({"id": [], "step": [], "decision": []})
     for _ in range(rounds(journey) if not dry_run else 1):
@@ -143,39 +122,6 @@ def decide_now(ws: Workspace, journey: Journey, as_of: dt.datetime) -> pd.DataFr
         since = state.last_advanced(con, journey.name)
     facts = gather(ws.data, catalog, ws.ledger, journey, as_of)
     return decide(journey.spec, read_entries(ws, journey, as_of, since), facts, as_of)
-
-
-def _order_entrant(
-    ws: Workspace, journey: Journey, placed: OrderPlaced, as_of: dt.datetime
-) -> pd.DataFrame:
-    from clvflow.planning.plan import in_holdout
-
-    when = placed.order.placed_at or as_of
-    if when.tzinfo is not None:
-        entered = when.astimezone(dt.UTC).replace(tzinfo=None)
-    else:
-        entered = ledger_time(when, ws.data.timezone)
-    cid = placed.customer.customer_id
-    held = int(in_holdout(journey.name, cid, journey.spec.holdout_percent))
-    return pd.DataFrame(
-        {
-            "occurrence": [placed.order.order_id],
-            "customer_id": [cid],
-            "entered_at": pd.Series([entered], dtype="datetime64[us]"),
-            "holdout": [held],
-        }
-    )
-
-
-def _triggered_order(
-    ws: Workspace, placed: OrderPlaced | None, as_of: dt.datetime
-) -> dict[str, tuple[OrderPlaced, OrderView]]:
-    """The triggering order by its id, as the event tells it (the shop's data may not
-    have it yet)."""
-    if placed is None:
-        return {}
-    view = order_view(ws.data, placed, ws.project.config.shop.timezone, as_of)
-    return {} if view is None else {placed.order.order_id: (placed, view)}
 
 
 def _enter(ws: Workspace, journey: Journey, new: pd.DataFrame, summary: JourneySummary) -> None:
@@ -253,7 +199,7 @@ def _apply(
         mine = decisions[decisions["step"] == index]
         counts = summary.steps[step.name]
         exits = mine[mine["decision"] == EXIT]
-        moved += _exit(ws, summary, counts, exits, "ordered")
+        moved += exit_rows(ws, summary, counts, exits, "ordered")
         skipped = mine[mine["decision"].isin(SKIPS)]
         for reason, n in skipped["decision"].value_counts().items():
             counts.skipped[str(reason)] += int(n)
@@ -273,114 +219,14 @@ def _apply(
                         )
                     ],
                 )
-            moved += _advance(ws, journey, index, skipped, summary.as_of)
+            moved += advance_rows(ws, journey, index, skipped, summary.as_of)
         due = mine[mine["decision"] == DUE].sort_values(["customer_id", "occurrence"])
         tried.update(zip(due["id"].astype(int), due["step"].astype(int), strict=True))
         while not due.empty:  # a customer's entries one at a time (two orders: two passes)
             first = ~due["customer_id"].duplicated()
-            moved += _send_step(ws, journey, index, due[first], sender, summary, orders)
+            moved += send_step(ws, journey, index, due[first], sender, summary, orders)
             due = due[~first]
     return moved
-
-
-def _exit(
-    ws: Workspace, summary: JourneySummary, counts: StepCounts, rows: pd.DataFrame, reason: str
-) -> int:
-    if rows.empty:
-        return 0
-    counts.exited[reason] += len(rows)
-    if summary.dry_run:
-        return 0
-    at = ledger_time(summary.as_of, ws.data.timezone)
-    with ws.ledger.engine.begin() as con:
-        return state.exit_entries(con, rows["id"].astype(int).tolist(), reason, at)
-
-
-def _advance(
-    ws: Workspace, journey: Journey, index: int, rows: pd.DataFrame, as_of: dt.datetime
-) -> int:
-    keys = list(zip(rows["id"].astype(int), rows["occurrence"], rows["customer_id"], strict=True))
-    last = index == len(journey.spec.steps) - 1
-    name = journey.spec.steps[index].name
-    at = ledger_time(as_of, ws.data.timezone)
-    with ws.ledger.engine.begin() as con:
-        return state.advance(con, journey.name, index, name, last, keys, at)
-
-
-def _send_step(
-    ws: Workspace,
-    journey: Journey,
-    index: int,
-    due: pd.DataFrame,
-    sender: Sender | None,
-    summary: JourneySummary,
-    orders: dict[str, tuple[OrderPlaced, OrderView]],
-) -> int:
-    """Send step ``index`` to the ``due`` entries; entries that can get nothing (gone
-    from the shop's data, no address, no consent, suppressed) exit with that reason."""
-    step = journey.spec.steps[index]
-    counts = summary.steps[step.name]
-    counts.due += len(due)
-    job = step_job(journey, index, summary.as_of, summary.dry_run)
-    customers = customers_frame(ws.data, due["customer_id"].tolist(), summary.as_of)
-    customers["customer_id"] = customers["customer_id"].astype(str)
-    triggered = {o: pair for o, pair in orders.items() if o in set(due["occurrence"])}
-    for placed, _view in triggered.values():  # the event fills what the data lacks
-        row = customer_row(ws.data, placed, summary.as_of)
-        if row is not None:
-            rest = customers[customers["customer_id"] != placed.customer.customer_id]
-            customers = pd.concat([rest, pd.DataFrame([row])], ignore_index=True)
-    members = due[["id", "occurrence", "customer_id"]].merge(customers, on="customer_id")
-    moved = _exit(
-        ws,
-        summary,
-        counts,
-        due[~due["customer_id"].isin(members["customer_id"])],
-        "unknown_customer",
-    )
-    reasons = _cannot_receive(ws, members, marketing=ws.kind(job.spec.templates) == "marketing")
-    for reason in reasons.dropna().unique():
-        moved += _exit(ws, summary, counts, members[reasons == reason], str(reason))
-    members = members[reasons.isna()].reset_index(drop=True)
-    if members.empty:
-        return moved
-    entry_rows = members[["id", "occurrence", "customer_id"]].copy()
-    members["occurrence"] = members["occurrence"].map(
-        lambda occ: state.step_occurrence(str(occ), step.name)
-    )
-    run = RunSummary(
-        campaign=journey.name,
-        run_id=job.run_id,
-        as_of=summary.as_of,
-        dry_run=summary.dry_run,
-        segment=journey.spec.entry.segment or str(journey.spec.entry.event),
-        occurrence=step.name,
-    )
-    views = {p.customer.customer_id: v for p, v in triggered.values()} if index == 0 else {}
-    pipeline.run(ws, job, members.drop(columns=["id"]), sender, run, orders=views or None)
-    counts.add_run(run)
-    summary.runs.append(run)
-    if summary.dry_run:
-        return moved
-    return moved + _advance(ws, journey, index, entry_rows, summary.as_of)
-
-
-def _cannot_receive(ws: Workspace, members: pd.DataFrame, *, marketing: bool) -> pd.Series:
-    """Per member: why no step can reach them (they exit), else NA."""
-    reason = pd.Series(pd.NA, index=members.index, dtype="string")
-    emails = members["email"].astype("string").fillna("").str.strip()
-    suppressed = ws.ledger.suppressed(emails.tolist())
-    if suppressed:
-        kinds = emails.str.lower().map(suppressed)
-        for raw, why in SUPPRESSION_REASONS.items():
-            reason[(kinds == raw) & reason.isna()] = why
-        reason[kinds.notna() & reason.isna()] = "suppressed"
-    valid = pd.Series(valid_addresses(emails.tolist()), index=members.index, dtype=bool)
-    reason[~valid & reason.isna()] = "invalid_address"
-    if marketing and "accepts_marketing" in members:
-        refused = members["accepts_marketing"].map(lambda v: v is False or v == "false")
-        reason[refused.astype(bool) & reason.isna()] = "no_marketing_consent"
-    return reason
 
 
 @contextmanager

@@ -76,6 +76,31 @@ class Plan:
         return counts
 
 
+def unreachable(frame: pd.DataFrame, ledger: Ledger, *, marketing: bool) -> pd.Series:
+    """Per member (``email`` stripped): why no message may reach them (no marketing
+    consent, an invalid address, a suppression: unsubscribed, bounced, spam report), else NA."""
+    reason = pd.Series(pd.NA, index=frame.index, dtype="string")
+
+    def mark(mask: pd.Series, why: str) -> None:
+        reason.loc[mask & reason.isna()] = why
+
+    if marketing and "accepts_marketing" in frame:
+        mark(
+            frame["accepts_marketing"].map(lambda v: v is False or v == "false").astype(bool),
+            "no_marketing_consent",
+        )
+    emails = frame["email"].tolist()
+    valid = pd.Series(valid_addresses(emails), index=frame.index, dtype=bool)
+    mark(~valid, "invalid_address")
+    suppressed = ledger.suppressed(emails)
+    if suppressed:
+        kinds = frame["email"].str.lower().map(suppressed)
+        for raw, why in SUPPRESSION_REASONS.items():
+            mark(kinds == raw, why)
+        mark(kinds.notna(), "suppressed")
+    return reason
+
+
 def occurrences(members: pd.DataFrame, spec: CampaignSpec, as_of: dt.datetime) -> pd.Series:
     """Each member's occurrence: given by the caller (an ``occurrence`` column), else from
     the resend policy."""
@@ -101,26 +126,10 @@ def plan_run(
     frame = members.copy()
     frame["occurrence"] = occurrences(frame, spec, as_of)
     frame["email"] = frame["email"].astype("string").fillna("").str.strip()
-    reason = pd.Series(pd.NA, index=frame.index, dtype="string")
+    reason = unreachable(frame, ledger, marketing=marketing)
 
     def mark(mask: pd.Series, why: str) -> None:
         reason.loc[mask & reason.isna()] = why
-
-    if marketing and "accepts_marketing" in frame:
-        mark(
-            frame["accepts_marketing"].map(lambda v: v is False or v == "false"),
-            "no_marketing_consent",
-        )
-    emails = frame["email"].tolist()
-    valid = pd.Series(valid_addresses(emails), index=frame.index, dtype=bool)
-    mark(~valid, "invalid_address")
-
-    suppressed = ledger.suppressed(emails)
-    if suppressed:
-        kinds = frame["email"].str.lower().map(suppressed)
-        for raw, why in SUPPRESSION_REASONS.items():
-            mark(kinds == raw, why)
-        mark(kinds.notna(), "suppressed")
 
     ids = frame["customer_id"].tolist()
     keys = list(zip(frame["occurrence"].tolist(), ids, strict=True))

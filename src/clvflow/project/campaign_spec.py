@@ -57,6 +57,15 @@ class Variant(BaseModel):
     weight: float = Field(default=1, gt=0, description="Relative share of the recipients.")
 
 
+def check_variants(variants: list[Variant]) -> None:
+    """None, or two or more variants with distinct names."""
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise ValueError(f"variant names must differ: {names}")
+    if len(variants) == 1:
+        raise ValueError("one variant is no A/B test: give two or more, or none")
+
+
 def _parse_clock(text: str) -> dt.time:
     match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", text.strip())
     if not match:
@@ -147,11 +156,7 @@ class CampaignSpec(BaseModel):
 
     @model_validator(mode="after")
     def _distinct_variants(self) -> CampaignSpec:
-        names = [v.name for v in self.variants]
-        if len(set(names)) != len(names):
-            raise ValueError(f"variant names must differ: {names}")
-        if len(self.variants) == 1:
-            raise ValueError("one variant is no A/B test: give two or more, or none")
+        check_variants(self.variants)
         return self
 
     @property

@@ -20,6 +20,7 @@ from clvflow.project.campaign_spec import (
     PromoSpec,
     SendWindow,
     Variant,
+    check_variants,
 )
 
 ORDER_PLACED = "shop.order.placed"
@@ -150,8 +151,7 @@ class Step(Strict):
             raise ValueError("give a 'template' (or A/B 'variants')")
         if self.template is not None and self.variants:
             raise ValueError("give either 'template' or 'variants', not both")
-        if len(self.variants) == 1:
-            raise ValueError("one variant is no A/B test: give two or more, or none")
+        check_variants(self.variants)
         return self
 
     @property
