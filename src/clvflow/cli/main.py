@@ -17,6 +17,7 @@ from clvflow.cli import (
     campaigns,
     emit,
     journeys,
+    predict,
     promos,
     report,
     segments,
@@ -35,6 +36,7 @@ app = typer.Typer(
 )
 app.add_typer(segments.app, name="segments")
 app.add_typer(journeys.app, name="journeys")
+app.add_typer(predict.app, name="predict")
 app.add_typer(promos.app, name="promos")
 app.add_typer(suppressions.app, name="suppressions")
 app.add_typer(emit.app, name="emit")

@@ -94,13 +94,23 @@ def members(
 def sql(name: NameArg, project: ProjectOption = Path("."), as_of: AsOfOption = None) -> None:
     """The compiled SQL query (DuckDB dialect), with times resolved for --as-of."""
     from clvflow.data.sources import open_shop_data
+    from clvflow.segments.attributes import PREDICTED
     from clvflow.segments.catalog import SegmentCatalog, compile_segment
 
     loaded = Project.load(project)
     when = resolve_as_of(loaded, as_of)
     catalog = SegmentCatalog.load(loaded.segments_dir)
     data = open_shop_data(loaded)
-    typer.echo(compile_segment(catalog, name, data, when).members_sql())
+    try:
+        compiled = compile_segment(catalog, name, data, when)
+        if compiled.needs.derived & set(PREDICTED):
+            typer.echo(
+                "-- the predicted attributes are read from a temporary table of the run that\n"
+                "-- holds every customer's predictions (`clvflow predict fit` shows the models)"
+            )
+        typer.echo(compiled.members_sql())
+    finally:
+        data.close()
 
 
 @app.command("schema")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import duckdb
 
 from clvflow.errors import DataError
+from clvflow.measurement.settings import duration
 from clvflow.project.layout import Project
 from clvflow.segments.attributes import kind_of
 
@@ -71,7 +72,11 @@ def in_list(values: Sequence[str]) -> str:
 
 @dataclass
 class ShopData:
-    """The shop's relations, the engine that holds them, and their column types."""
+    """The shop's relations, the engine that holds them, and their column types.
+
+    With a database, every query runs on one connection held until ``close`` (in
+    autocommit), so the temporary tables clvflow makes for a run (the predictions) stay
+    visible to all its queries; the shop's own tables are only read."""
 
     dialect: Dialect
     timezone: str = "UTC"  # the shop's; its data's times are naive local times there
@@ -79,6 +84,10 @@ class ShopData:
     prelude: list[str] = field(default_factory=list)  # CTEs defining the relations
     con: duckdb.DuckDBPyConnection | None = None
     engine: Engine | None = None
+    prediction_horizon_days: int = 365
+    cache_dir: Path | None = None  # where fitted models are kept between runs
+    temporary: dict[str, str] = field(default_factory=dict)  # made for this data, by key
+    _session: Any = None
 
     def has(self, table: str) -> bool:
         return table in self.columns
@@ -88,17 +97,24 @@ class ShopData:
         parts = [*self.prelude, *(c for c in ctes if c)]
         return "WITH " + ",\n  ".join(parts) + "\n" if parts else ""
 
+    def session(self) -> Any:
+        """The database connection every query of this data runs on (DB-API, autocommit)."""
+        if self._session is None:
+            assert self.engine is not None
+            raw = self.engine.raw_connection()
+            raw.driver_connection.autocommit = True  # type: ignore[union-attr]
+            self._session = raw
+        return self._session
+
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         if self.con is not None:
             return self.con.execute(sql).fetchall()
-        assert self.engine is not None
-        raw = self.engine.raw_connection()
+        cursor = self.session().cursor()
         try:
-            cursor = raw.cursor()
             cursor.execute(sql)
             return [tuple(r) for r in cursor.fetchall()]
         finally:
-            raw.close()
+            cursor.close()
 
     def first_column(self, sql: str) -> list[Any]:
         """The values of the first column of the result, in order."""
@@ -114,19 +130,20 @@ class ShopData:
         if self.con is not None:
             result: pd.DataFrame = self.con.execute(sql).df()
             return result
-        assert self.engine is not None
-        raw = self.engine.raw_connection()
+        cursor = self.session().cursor()
         try:
-            cursor = raw.cursor()
             cursor.execute(sql)
             names = [d[0] for d in cursor.description or []]
             return pd.DataFrame.from_records(list(cursor.fetchall()), columns=names)
         finally:
-            raw.close()
+            cursor.close()
 
     def close(self) -> None:
         if self.con is not None:
             self.con.close()
+        if self._session is not None:
+            self._session.close()
+            self._session = None
         if self.engine is not None:
             self.engine.dispose()
 
@@ -134,8 +151,12 @@ class ShopData:
 def open_shop_data(project: Project) -> ShopData:
     """Open every configured source and check the required columns."""
     if project.config.data.url:
-        return _open_database(project, project.config.data.url)
-    return _open_files(project)
+        data = _open_database(project, project.config.data.url)
+    else:
+        data = _open_files(project)
+    data.prediction_horizon_days = duration(project.config.measurement.prediction_horizon).days
+    data.cache_dir = project.cache_dir
+    return data
 
 
 # -- files through DuckDB ---------------------------------------------------------------

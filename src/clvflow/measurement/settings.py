@@ -4,6 +4,7 @@
 measurement:
   attribution_window: 5 days          # default for every campaign
   min_group_size: 100                 # fewer recipients in a group: "too small to conclude"
+  prediction_horizon: 365 days        # predicted_orders and predicted_clv look this far ahead
   acquisition:                        # optional: LTV:CAC per acquisition channel
     channel_column: acquisition_channel
     cost_per_customer: {paid_social: 18.5, search: 22}
@@ -68,6 +69,10 @@ class MeasurementConfig(_Strict):
         default=100,
         ge=2,
         description="Below this many recipients in a group, the report will not conclude.",
+    )
+    prediction_horizon: Duration = Field(
+        default="365 days",
+        description="How far ahead predicted_orders and predicted_clv look.",
     )
     acquisition: AcquisitionCost | None = None
 

@@ -36,6 +36,9 @@ exist yet) and only orders of customers in the customers data:
   ``avg_order_value × orders_count`` = ``total_spent``: what the customer has spent to
   date. Like the other averages, it is missing (not 0) for a customer without orders, so
   ``top_percent``/``bottom_percent`` rank buyers only.
+- ``p_alive``, ``predicted_orders``, ``expected_order_value``, ``predicted_clv``: the
+  predictions of the BG/NBD and Gamma-Gamma models fitted to the shop's orders as of
+  ``as_of`` (:mod:`clvflow.predictions`); missing for a customer without orders.
 """
 
 from __future__ import annotations
@@ -60,6 +63,15 @@ DERIVED: dict[str, Kind] = {
     "rfm_segment": "text",
     "historical_clv": "number",
 }
+# Model predictions (clvflow.predictions); derived attributes too, read from a relation of
+# their own rather than from the order aggregate.
+PREDICTED: dict[str, Kind] = {
+    "p_alive": "number",
+    "predicted_orders": "number",
+    "expected_order_value": "number",
+    "predicted_clv": "number",
+}
+DERIVED.update(PREDICTED)
 RFM_SEGMENTS = (
     "champions",
     "loyal",

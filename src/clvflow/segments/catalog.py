@@ -115,7 +115,13 @@ class CompiledSegment:
 
 def new_needs(data: ShopData, as_of: dt.datetime) -> Needs:
     """An empty record of needs, for compiling segments that will share their facts."""
-    return Needs(as_of=as_of, customer_columns=data.columns["customers"])
+
+    def predictions(strict: bool) -> str:
+        from clvflow.predictions.relation import predictions_relation
+
+        return predictions_relation(data, as_of, strict=strict)
+
+    return Needs(as_of=as_of, customer_columns=data.columns["customers"], predictions=predictions)
 
 
 def compile_segment(

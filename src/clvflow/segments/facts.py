@@ -21,9 +21,10 @@ builds the facts once for all its segments (``clvflow.segments.evaluation``).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from clvflow.segments.attributes import DERIVED, sql_date, sql_timestamp
+from clvflow.segments.attributes import DERIVED, PREDICTED, sql_date, sql_timestamp
 from clvflow.segments.times import Window
 
 # Derived attribute → the order aggregates it is computed from.
@@ -130,6 +131,9 @@ class Needs:
     columns: set[str] = field(default_factory=set)
     derived: set[str] = field(default_factory=set)
     orders: dict[tuple[str | None, Window | None, bool], OrdersFact] = field(default_factory=dict)
+    # names the relation of the predicted attributes (customer_id and one column each);
+    # its argument says whether a predicate reads them (an unfit model is then an error)
+    predictions: Callable[[bool], str] | None = None
 
     @property
     def prefix(self) -> str:
@@ -155,7 +159,9 @@ def facts_sql(needs: Needs, *, full: bool = False, item_tests: bool = True) -> s
     at = sql_timestamp(needs.as_of)
     derived = set(DERIVED) if full else needs.derived
     order = list(_AGGREGATE_SQL)
-    aggregates = sorted({a for d in derived for a in _AGGREGATES[d]}, key=order.index)
+    aggregates = sorted(
+        {a for d in derived if d not in PREDICTED for a in _AGGREGATES[d]}, key=order.index
+    )
     scores = [a for a, d in _SCORES.items() if d[0] in derived or d[1] in derived]
     flat = [f for f in needs.orders.values() if not f.items and f.columns()]
 
@@ -166,9 +172,16 @@ def facts_sql(needs: Needs, *, full: bool = False, item_tests: bool = True) -> s
         ctes.extend(_order_facts(at, aggregates, flat, scores))
         source = "scored" if scores else "order_facts"
         joins.append(f"LEFT JOIN {source} AS s ON s.customer_id = c.customer_id")
-        select.extend(_derived_columns(derived, needs.as_of))
+        select.extend(_derived_columns(derived - set(PREDICTED), needs.as_of))
         for fact in flat:
             select.extend(_fact_columns(fact, "s"))
+    predicted = [d for d in PREDICTED if d in derived]
+    if predicted:
+        if needs.predictions is None:
+            raise ValueError("predicted attributes need Needs.predictions")
+        relation = needs.predictions(bool(needs.derived & set(PREDICTED)))
+        joins.append(f"LEFT JOIN {relation} AS pr ON pr.customer_id = c.customer_id")
+        select.extend(f"pr.{d} AS {d}" for d in predicted)
     if item_tests and item_facts(needs):
         ctes.extend(item_facts_sql(needs))
         joins.append("LEFT JOIN item_facts AS it ON it.customer_id = c.customer_id")

@@ -1,0 +1,1 @@
+"""Predictive customer models: BG/NBD purchase counts and Gamma-Gamma order values."""

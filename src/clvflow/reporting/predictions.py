@@ -1,0 +1,95 @@
+"""The prediction check (:mod:`clvflow.predictions.check`) as the report shows it: a
+table of totals and errors, the table of purchases by past repeat purchases, and that
+table as the classic chart (mean purchases in the holdout, actual against predicted)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+PREDICTION_CHART = "prediction_check.png"
+SIZE = (900, 480)  # pixels
+DPI = 100
+
+
+def check_rows(check: dict[str, Any]) -> list[dict[str, Any]]:
+    """Totals and mean absolute errors: actual, the model, the naive baseline."""
+    return [
+        {"": "actual", "purchases": round(check["actual_purchases"]), "mean abs. error": ""},
+        {
+            "": "model (BG/NBD)",
+            "purchases": round(check["predicted_purchases"], 1),
+            "mean abs. error": round(check["mean_absolute_error"], 3),
+        },
+        {
+            "": "naive (past rate)",
+            "purchases": round(check["naive_purchases"], 1),
+            "mean abs. error": round(check["naive_mean_absolute_error"], 3),
+        },
+    ]
+
+
+def repeat_rows(check: dict[str, Any]) -> list[dict[str, Any]]:
+    """Mean purchases in the holdout by repeat purchases before it."""
+    return [
+        {
+            "repeat purchases before": row["label"],
+            "customers": row["customers"],
+            "actual": round(row["actual"], 3),
+            "model": round(row["predicted"], 3),
+            "naive": round(row["naive"], 3),
+        }
+        for row in check["by_repeat_purchases"]
+    ]
+
+
+def check_headline(check: dict[str, Any]) -> str:
+    return (
+        f"Fitted on orders up to {check['cutoff'][:10]}, the models predicted "
+        f"{check['predicted_purchases']:,.0f} purchases by {check['customers']:,} customers "
+        f"in the {check['holdout_days']} days to {check['as_of'][:10]}; "
+        f"{check['actual_purchases']:,.0f} happened. Per customer, the model's error is "
+        f"{check['improvement']:.0%} below repeating each customer's past rate."
+    )
+
+
+def check_markdown(check: dict[str, Any]) -> str:
+    """The check as markdown (Prefect artifact and the report's markdown)."""
+    lines = ["## Predicted CLV: how well the models predicted the past", "", check_headline(check)]
+    lines += ["", "| | purchases | mean abs. error |", "|---|---:|---:|"]
+    lines += [f"| {r['']} | {r['purchases']} | {r['mean abs. error']} |" for r in check_rows(check)]
+    lines += [
+        "",
+        "| repeat purchases before | customers | actual | model | naive |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['repeat purchases before']} | {r['customers']} | {r['actual']} | {r['model']} "
+        f"| {r['naive']} |"
+        for r in repeat_rows(check)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def check_chart(check: dict[str, Any]) -> bytes:
+    """Mean purchases in the holdout by past repeat purchases: actual, model and naive."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(SIZE[0] / DPI, SIZE[1] / DPI), dpi=DPI)
+    ax = fig.add_subplot()
+    rows = check["by_repeat_purchases"]
+    labels = [r["label"] for r in rows]
+    ax.plot(labels, [r["actual"] for r in rows], marker="o", color="#2b2118", label="actual")
+    ax.plot(labels, [r["predicted"] for r in rows], marker="s", color="#b5523b", label="model")
+    ax.plot(labels, [r["naive"] for r in rows], linestyle=":", color="#7a9e9f", label="naive")
+    ax.set_xlabel(f"repeat purchases up to {check['cutoff'][:10]}")
+    ax.set_ylabel(f"mean purchases in the {check['holdout_days']} days after")
+    ax.set_title("Predicted against actual purchases, by past repeat purchases")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
