@@ -19,6 +19,7 @@ from clvflow.data.sources import open_shop_data
 from clvflow.errors import DataError
 from clvflow.predictions.bgnbd import expected_orders, fit_bgnbd, p_alive
 from clvflow.predictions.gamma_gamma import expected_order_value, fit_gamma_gamma
+from clvflow.predictions.summary import read_summary
 from clvflow.project.layout import Project
 from clvflow.segments.catalog import SegmentCatalog, compile_segment
 from clvflow.segments.evaluation import evaluate_segments
@@ -161,6 +162,20 @@ def postgres_project(tmp_path: Path, demo_files: Path) -> Iterator[Project]:
         write_files(root, {"clvflow.yaml": config, **_segment_files()})
         (root / "templates").mkdir()
         yield Project.load(root)
+
+
+def test_the_inputs_are_the_same_in_slices(files_project: Project, demo_files: Path) -> None:
+    """A large shop's inputs are computed a slice of customers at a time: the same rows."""
+    data = open_shop_data(files_project)
+    try:
+        whole = read_summary(data, AS_OF)
+        sliced = read_summary(data, AS_OF, slice_orders=1000)
+    finally:
+        data.close()
+    orders = pd.read_csv(demo_files / "orders.csv")
+    assert len(orders) > 5000  # so the slices are several
+    assert whole.fingerprint() == sliced.fingerprint()
+    assert sorted(whole.customer_id) == sorted(sliced.customer_id)
 
 
 def test_predicted_attributes_are_the_models_scores(

@@ -22,6 +22,8 @@ import numpy as np
 from clvflow.data.sources import ShopData
 from clvflow.segments.attributes import sql_date, sql_timestamp
 
+SLICE_ORDERS = 6_000_000
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -55,15 +57,19 @@ class Summary:
         return digest.hexdigest()[:32]
 
 
-def summary_sql(data: ShopData, as_of: dt.datetime) -> str:
+def summary_sql(data: ShopData, as_of: dt.datetime, part: tuple[int, int] | None = None) -> str:
     """The query giving customer_id, frequency, recency, age and monetary (see the module
-    docstring), in no particular order."""
+    docstring), in no particular order; ``part=(k, n)``: only the k-th of n slices of the
+    customers (DuckDB)."""
     at, day = sql_timestamp(as_of), sql_date(as_of.date())
+    where = f"o.placed_at <= {at}"
+    if part is not None:
+        where += f" AND hash(o.customer_id) % {part[1]} = {part[0]}"
     ctes = (
         "purchase_days AS (\n"
         "    SELECT o.customer_id, CAST(o.placed_at AS DATE) AS day,\n"
         "           SUM(CAST(o.total AS DECIMAL(18, 4))) AS value\n"
-        f"    FROM orders AS o\n    WHERE o.placed_at <= {at}\n"
+        f"    FROM orders AS o\n    WHERE {where}\n"
         "      AND o.customer_id IN (SELECT customer_id FROM customers)\n"
         "    GROUP BY o.customer_id, CAST(o.placed_at AS DATE)\n  )",
         "firsts AS (\n"
@@ -86,9 +92,22 @@ def summary_sql(data: ShopData, as_of: dt.datetime) -> str:
     )
 
 
-def read_summary(data: ShopData, as_of: dt.datetime) -> Summary:
-    """The models' inputs as of ``as_of`` (a shop-local time)."""
-    frame = data.frame(summary_sql(data, as_of))
+def read_summary(
+    data: ShopData, as_of: dt.datetime, *, slice_orders: int = SLICE_ORDERS
+) -> Summary:
+    """The models' inputs as of ``as_of`` (a shop-local time).
+
+    DuckDB computes them in slices of the customers of about ``slice_orders`` orders
+    each, which bounds the memory of its aggregate by customer and purchase day;
+    PostgreSQL in one query."""
+    import pandas as pd
+
+    slices = 1
+    if data.dialect == "duckdb":
+        orders = int(data.rows(f"{data.with_clause()}SELECT COUNT(*) FROM orders")[0][0])
+        slices = max(1, -(-orders // slice_orders))
+    parts = [None] if slices == 1 else [(k, slices) for k in range(slices)]
+    frame = pd.concat([data.frame(summary_sql(data, as_of, part)) for part in parts])
     return Summary(
         as_of_day=as_of.date(),
         customer_id=frame["customer_id"].astype(str).to_numpy(dtype=object),
