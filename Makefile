@@ -5,7 +5,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve standin test check lint format typecheck bench clean
+.PHONY: demo serve standin test chromium check lint format typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,16 @@ standin: $(STAMP)
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
+
+# Debian's headless Chromium and its driver, for the console's browser tests
+# (tests/test_console_browser.py skips without them); installed once, quietly
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+chromium:
+	@if ! command -v chromium > /dev/null || ! command -v chromedriver > /dev/null; then \
+		$(SUDO) apt-get update -qq > /dev/null && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+			chromium chromium-driver > /dev/null; \
+	fi
 
 check: lint typecheck
 

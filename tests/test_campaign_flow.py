@@ -148,13 +148,16 @@ def test_ab_flow_run_publishes_counts_per_variant_sample_progress_and_events(
     markdown = next(a for a in artifacts if a.key == "ab-summary").data
     sample_links = [a for a in artifacts if (a.key or "").startswith("ab-sample-")]
     assert len(sample_links) == len(variants)
-    links = [
-        line.split("](")[1].split(")")[0] for line in markdown.splitlines() if "](file:" in line
-    ]
-    assert len(links) == len(variants), markdown
-    for link in links:
-        sample = Path(unquote(urlparse(link).path))
+    # each sample links to its page in the console, under the shop's public web URL
+    console = "https://shop.example/email/console/samples/ab/"
+    lines = [line for line in markdown.splitlines() if f"]({console}" in line]
+    assert len(lines) == len(variants), markdown
+    for line in lines:
+        link, path = line.split("](")[1].split(")")[0], line.split("`")[1]
+        sample = Path(path)
+        assert unquote(urlparse(link).path).endswith(f"/ab/{sample.name}")
         assert sample.is_file() and "Unsubscribe" in sample.read_text()
+        assert any(f"({link})" in str(a.data) for a in sample_links)  # the link artifact too
 
 
 @pytest.mark.slow

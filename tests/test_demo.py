@@ -1,11 +1,13 @@
-"""`clvflow demo` end to end on a small generated shop, through real Prefect flow runs:
-.eml files for every campaign and journey step with real headers and both parts; the
-journeys' later steps went out; a second run sends 0."""
+"""`clvflow demo` end to end on a small generated shop with its simulated past, through real
+Prefect flow runs: .eml files for every campaign and journey step with real headers and
+both parts; the journeys' later steps went out for entries the past left midway; a second
+run sends 0."""
 
 from __future__ import annotations
 
 import email
 import json
+import shutil
 from collections import Counter
 from email import policy
 from pathlib import Path
@@ -15,18 +17,33 @@ from sqlalchemy import select
 
 from clvflow.campaigns.catalog import load_campaigns
 from clvflow.cli.main import main
+from clvflow.demo.past_rows import RUN_PREFIX
+from clvflow.demo.run import generate_demo_data
 from clvflow.journeys.catalog import load_journeys
 from clvflow.ledger.schema import messages, skips
 from clvflow.ledger.store import Ledger
 from clvflow.orchestration.artifacts import artifact_key
 from clvflow.project.layout import Project
+from tests.conftest import AS_OF
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
+CUSTOMERS = 3000
+
+
+@pytest.fixture
+def shop_with_past(demo_project: Path) -> Path:
+    """The repository's project with a freshly generated demo shop and its past, as of
+    AS_OF's day."""
+    shutil.rmtree(demo_project / "data")
+    generate_demo_data(Project.load(demo_project), reference=AS_OF.date(), customers=CUSTOMERS)
+    return demo_project
+
 
 def test_demo_writes_real_emails_and_is_idempotent(
-    prefect_api: None, demo_project: Path, capsys: pytest.CaptureFixture[str]
+    prefect_api: None, shop_with_past: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    demo_project = shop_with_past
     assert main(["demo", "--project", str(demo_project)]) == 0
     first = capsys.readouterr().out
     outbox = demo_project / "outbox"
@@ -45,6 +62,9 @@ def test_demo_writes_real_emails_and_is_idempotent(
     index = (outbox / "index.html").read_text()
     assert all(f.relative_to(outbox).as_posix() in index for f in files)
     assert f"{len(files)} emails written" in first
+    assert "clvflow report" in first  # the past is in the ledger
+    manifest = json.loads((demo_project / "data" / "demo-shop.json").read_text())
+    assert manifest["customers"] == CUSTOMERS and manifest["history"]["true_effects"]
 
     _artifacts_match_the_ledger(demo_project)
     _journey_steps_match_the_ledger(demo_project, files)
@@ -68,20 +88,26 @@ def _artifacts_match_the_ledger(project_dir: Path) -> None:
     keys = {name: f"{artifact_key(name)}-counts" for name in campaigns}
     tables = _latest_counts(list(keys.values()))
     ledger = Ledger(project.ledger_url)
+    real = ~messages.c.run_id.startswith(RUN_PREFIX)  # this run's rows, not the past's
     try:
         with ledger.engine.connect() as con:
             statuses = Counter(
                 (str(c), str(s))
-                for c, s in con.execute(select(messages.c.campaign, messages.c.status))
+                for c, s in con.execute(select(messages.c.campaign, messages.c.status).where(real))
             )
             reasons = Counter(
-                (str(c), str(r)) for c, r in con.execute(select(skips.c.campaign, skips.c.reason))
+                (str(c), str(r))
+                for c, r in con.execute(
+                    select(skips.c.campaign, skips.c.reason).where(
+                        ~skips.c.run_id.startswith(RUN_PREFIX)
+                    )
+                )
             )
             locales = Counter(
                 (str(c), str(loc))
                 for c, loc in con.execute(
                     select(messages.c.campaign, messages.c.locale).where(
-                        messages.c.status == "sent"
+                        messages.c.status == "sent", real
                     )
                 )
             )
@@ -129,8 +155,9 @@ def _latest_rows(key: str) -> list[dict[str, object]]:
 
 
 def _journey_steps_match_the_ledger(project_dir: Path, files: list[Path]) -> None:
-    """Each journey's step table (its last run) counts what the ledger holds per step;
-    the later steps went out too; every journey email names its journey and step."""
+    """Each journey's step table (its last run) counts what the ledger holds per step (the
+    past's messages too); the run sent later steps too; every journey email names its
+    journey and step."""
     project = Project.load(project_dir)
     journeys = load_journeys(project.prefect_file)
     ledger = Ledger(project.ledger_url)
@@ -151,9 +178,13 @@ def _journey_steps_match_the_ledger(project_dir: Path, files: list[Path]) -> Non
         assert {str(r["step"]): int(str(r["sent"])) for r in rows} == {
             step.name: sent[(name, step.name)] for step in journeys[name].spec.steps
         }
-    assert sent[("win-back-series", "reminder")] > 0
-    assert sent[("post-purchase", "cross-sell")] > 0
-    assert sent[("post-purchase", "review")] > 0
+    outboxed = Counter(
+        (p.relative_to(project.outbox_dir).parts[0], p.parent.name.rsplit("_", 1)[-1])
+        for p in files
+    )
+    assert outboxed[("win-back-series", "reminder")] > 0
+    assert outboxed[("post-purchase", "cross-sell")] > 0
+    assert outboxed[("post-purchase", "review")] > 0
     for path in files:
         parts = path.relative_to(project.outbox_dir).parts
         if parts[0] in journeys:

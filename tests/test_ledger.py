@@ -405,3 +405,35 @@ def test_sqlite_ledger_is_durable_and_waits_for_other_writers(tmp_path: Path) ->
     ledger.close()
     with pytest.raises(LedgerError, match="cannot open the ledger"):
         Ledger(f"sqlite:///{tmp_path / 'missing' / 'ledger.db'}")
+
+
+def test_a_run_that_lost_its_claims_marks_none_of_them(ledger_url: str) -> None:
+    """A run whose lease ran out loses its claims to reconciliation and another run; when
+    it comes back to mark its batch ``sending``, nothing of that batch is its to send (and
+    none of its promo codes is stored), while the run that claimed them anew marks them."""
+    ledger = Ledger(ledger_url)
+    as_of = dt.datetime(2026, 11, 23)
+    ledger.start_run("slow", "vip", "once", as_of, False, lease_seconds=0)
+    lost = ledger.claim("slow", "vip", _rows(3))
+    time.sleep(0.01)
+    assert ledger.reconcile("vip") == (3, 0)  # the slow run's claims are released
+    ledger.start_run("other", "vip", "once", as_of, False, lease_seconds=3600)
+    taken = ledger.claim("other", "vip", _rows(3))
+    assert len(taken) == 3
+    code = {
+        "code": "VIP-1",
+        "campaign": "vip",
+        "occurrence": taken[0].occurrence,
+        "customer_id": taken[0].customer_id,
+        "discount_percent": 10,
+        "min_order": 0,
+        "currency": "EUR",
+        "expires_at": dt.datetime(2026, 12, 31),
+    }
+    assert ledger.mark_sending([c.id for c in lost], [code], run_id="slow") == []
+    assert ledger.all_promo_codes("vip") == []
+    ids = [c.id for c in taken]
+    assert sorted(ledger.mark_sending(ids, [code], run_id="other")) == sorted(ids)
+    assert [c["code"] for c in ledger.all_promo_codes("vip")] == ["VIP-1"]
+    assert ledger.status_counts("vip") == {"sending": 3}
+    ledger.close()

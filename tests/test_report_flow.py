@@ -105,4 +105,6 @@ def test_report_flow_publishes_artifacts(prefect_api: None, make_project: Projec
     assert "hello" in steps and "recipients" in steps
     assert "No holdout" in str(artifacts["clv-report-journey-welcome"].description)
     link = str(artifacts["clv-report-html"].data)
-    assert (project.root / "reports" / "report.html").as_uri() in link
+    assert (project.root / "reports" / "report.html").is_file()
+    # the link opens the report in the console (the web app's public URL), not a local file
+    assert f"({project.config.web_base_url}/console/report)" in link

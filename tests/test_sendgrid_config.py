@@ -286,11 +286,16 @@ def test_a_batch_the_ledger_cannot_mark_sending_never_leaves(
     marked = Ledger.mark_sending
     calls = []
 
-    def mark_once(self: Ledger, ids: list[int], codes: Sequence[dict[str, Any]] = ()) -> None:
+    def mark_once(
+        self: Ledger,
+        ids: list[int],
+        codes: Sequence[dict[str, Any]] = (),
+        run_id: str | None = None,
+    ) -> list[int]:
         calls.append(len(ids))
         if len(calls) > 1:
             raise OperationalError("UPDATE messages", {}, Exception("disk I/O error"))
-        marked(self, ids, codes)
+        return marked(self, ids, codes, run_id)
 
     monkeypatch.setattr(Ledger, "mark_sending", mark_once)
     with pytest.raises(OperationalError, match="disk I/O error"):

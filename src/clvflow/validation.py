@@ -17,6 +17,7 @@ from typing import Any
 
 from clvflow.campaigns.catalog import Campaign, load_campaigns
 from clvflow.campaigns.checks import check_deployments
+from clvflow.campaigns.holdouts import template_kind
 from clvflow.compliance.secret import signing_key
 from clvflow.data.sources import ShopData, in_list, open_shop_data, quote_literal
 from clvflow.errors import ClvflowError, ConfigError, TemplateError
@@ -65,6 +66,7 @@ def validate_project(project: Project, as_of: dt.datetime) -> ValidationReport:
     report.notes.append(f"segments: {len(members)} of {len(catalog.names())} compile")
     library = TemplateLibrary.for_project(project)
     _compile_templates(report, library, project)
+    _transactional_holdouts(report, {**campaigns, **journeys}, project)
     key = signing_key(project.state_dir, allow_local=True)
     composer = Composer(project.config.shop, data, library, key, as_of, link_at_once=True)
     steps = _journey_checks(report, journeys, catalog, data, as_of)
@@ -133,6 +135,31 @@ def _deployments(
     report.errors.extend(check_deployments(project.root, project.prefect_file, campaigns))
     report.errors.extend(check_deployments(project.root, project.prefect_file, journeys, "journey"))
     return campaigns, journeys
+
+
+def _transactional_holdouts(
+    report: ValidationReport, deployments: Mapping[str, Campaign | Journey], project: Project
+) -> None:
+    """A holdout set on a campaign or journey that sends transactional mail is an error:
+    such mail is never withheld."""
+    for name, deployment in deployments.items():
+        spec = deployment.spec
+        if not spec.holdout_percent:
+            continue
+        for template in spec.templates:
+            if template_kind(project, template) == "transactional":
+                report.errors.append(
+                    ConfigError(
+                        f"'{name}' sends the transactional template '{template}' but sets "
+                        f"holdout_percent: {spec.holdout_percent:g}",
+                        path=project.prefect_file,
+                        line=deployment.line,
+                        key="holdout_percent",
+                        hint="transactional mail is never held out: remove holdout_percent "
+                        "(or set it to 0)",
+                    )
+                )
+                break
 
 
 @dataclass(frozen=True)

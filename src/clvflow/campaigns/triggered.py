@@ -185,7 +185,8 @@ def run_for_order(
         summary.skipped[str(reason)] += 1
         if not job.dry_run:
             start(ws.ledger, job, ws.project.config.limits.run_lease_seconds)
-            ws.ledger.record_skips(job.run_id, job.name, [(order_id, cid, str(reason))])
+            at = job.clock(ws.project.config.shop.timezone)
+            ws.ledger.record_skips(job.run_id, job.name, [(order_id, cid, str(reason))], at)
         return pipeline.finish(ws, job, summary)
     members = pd.DataFrame([{**row, "last_order_id": order_id}])
     return pipeline.run(ws, job, members, sender, summary, orders={cid: order})

@@ -102,8 +102,15 @@ def demo(
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Regenerate the demo shop's data as of today.")
     ] = False,
+    customers: Annotated[
+        int,
+        typer.Option(
+            "--customers", min=500, help="Customers of a newly generated shop (4 orders each)."
+        ),
+    ] = 20_000,
 ) -> int:
-    """Generate the demo shop (once), then run every campaign in prefect.yaml as a flow run."""
+    """Generate the demo shop and its past (once), then run every campaign and journey in
+    prefect.yaml as a flow run."""
     from clvflow.demo.run import run_demo
 
     return run_demo(
@@ -112,6 +119,7 @@ def demo(
         console=out,
         table=summary_table,
         journey_table=journey_table,
+        customers=customers,
     )
 
 

@@ -20,6 +20,7 @@ out = Console(soft_wrap=True)
 @app.command("list")
 def list_journeys(project: ProjectOption = Path(".")) -> None:
     """Every journey with its entry, steps and schedule."""
+    from clvflow.campaigns.holdouts import resolved_holdout
     from clvflow.journeys.catalog import load_journeys
 
     loaded = Project.load(project)
@@ -38,7 +39,8 @@ def list_journeys(project: ProjectOption = Path(".")) -> None:
             name,
             entry,
             " → ".join(s.name for s in spec.steps),
-            f"{spec.holdout_percent:g} %",
+            f"{resolved_holdout(loaded, spec):g} %"
+            + ("" if spec.holdout_percent is not None else " (shop default)"),
             when or "-",
         )
     out.print(table)

@@ -1,5 +1,6 @@
 """``clvflow serve``: a Prefect server (started or found), every deployment of prefect.yaml
-served from this process so schedules and triggers fire, and the web app beside it."""
+served from this process so schedules and triggers fire, and the web app beside it (its
+console's URL printed beside the Prefect UI's)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import typer
 from rich.console import Console
 
 from clvflow.cli.options import ProjectOption
+from clvflow.project.config import WEB_URL_ENV
 from clvflow.project.layout import Project
+from clvflow.web.console.access import PASSWORD_ENV
+from clvflow.web.console.prefect_runs import UI_ENV
 
 out = Console(soft_wrap=True)
 
@@ -29,6 +33,27 @@ def _start_web(project: Project, host: str, port: int) -> threading.Thread:
     return thread
 
 
+def local_url(host: str, port: int) -> str:
+    """The URL of a server listening on ``host``: all interfaces are reached on loopback."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def addresses(ui_url: str, web_url: str | None, console_on: bool) -> list[str]:
+    """The lines that say where to look: the Prefect UI, the console, the web app."""
+    lines = [f"Prefect UI: {ui_url}"]
+    if web_url is None:
+        return lines
+    console = f"console:    {web_url}/console/"
+    if not console_on:
+        console += f"  (off: set {PASSWORD_ENV} to turn it on)"
+    lines.append(console)
+    lines.append(
+        f"web app:    {web_url}  (POST /webhooks/orders, POST /webhooks/sendgrid, /unsubscribe/…)"
+    )
+    return lines
+
+
 def serve(
     project: ProjectOption = Path("."),
     host: Annotated[str, typer.Option("--host", help="Interface of the Prefect server.")] = (
@@ -40,7 +65,10 @@ def serve(
     ),
     web_port: Annotated[int, typer.Option("--web-port", help="Port of the web app.")] = 8000,
     web: Annotated[
-        bool, typer.Option("--web/--no-web", help="Start the web app (webhooks, unsubscribe).")
+        bool,
+        typer.Option(
+            "--web/--no-web", help="Start the web app (webhooks, unsubscribe, the console)."
+        ),
     ] = True,
     only: Annotated[
         list[str] | None, typer.Option("--only", help="Serve only this deployment (repeatable).")
@@ -61,18 +89,23 @@ def serve(
 
         # flow runs start in the project folder, and their entrypoints are paths from it
         os.chdir(loaded.root)
+        web_url = local_url(web_host, web_port) if web else None
+        # the console links each run to the Prefect UI; the runs served here link their
+        # samples to this web app's console unless clvflow.yaml names a public URL
+        os.environ.setdefault(UI_ENV, server.ui_url)
+        if web_url and not loaded.config.web.base_url:
+            os.environ.setdefault(WEB_URL_ENV, web_url)
         # the deployments and their triggers first: the web app turns orders into events,
         # and an event that comes before its trigger exists starts nothing
         runner, names = register_deployments(loaded, only, limit)
-        how = "started here" if server.started_here else "already running"
-        out.print(f"Prefect UI: {server.ui_url}  (API {server.api_url}, {how})")
-        out.print(f"serving {len(names)} deployment(s): {', '.join(names)}", highlight=False)
         if web:
             _start_web(loaded, web_host, web_port)
-            out.print(
-                f"web app: http://{web_host}:{web_port}  "
-                "(POST /webhooks/orders, POST /webhooks/sendgrid, /unsubscribe/…)"
-            )
+        how = "started here" if server.started_here else "already running"
+        lines = addresses(server.ui_url, web_url, bool(os.environ.get(PASSWORD_ENV)))
+        lines[0] += f"  (API {server.api_url}, {how})"
+        for line in lines:
+            out.print(line, highlight=False)
+        out.print(f"serving {len(names)} deployment(s): {', '.join(names)}", highlight=False)
         out.print(f"emit an order: export PREFECT_API_URL={server.api_url}; "
                   "clvflow emit order-placed --customer ID --order ID")  # fmt: skip
         run_until_stopped(runner)

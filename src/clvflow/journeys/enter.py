@@ -11,7 +11,8 @@ from clvflow.data.sources import ShopData
 from clvflow.journeys.catalog import Journey
 from clvflow.ledger.journeys import entered_since
 from clvflow.ledger.store import Ledger
-from clvflow.planning.plan import in_holdout, ledger_time
+from clvflow.planning.holdout import held_out
+from clvflow.planning.plan import ledger_time
 from clvflow.project.campaign_spec import Every
 from clvflow.project.journey_spec import parse_period
 from clvflow.segments.attributes import sql_timestamp
@@ -40,9 +41,11 @@ def entrants(
     ledger: Ledger,
     journey: Journey,
     as_of: dt.datetime,
+    holdout_percent: float,
 ) -> pd.DataFrame:
-    """The entries this run would add (``ENTRANT_COLUMNS``; ``entered_at`` naive UTC).
-    The ledger's unique key drops those already there."""
+    """The entries this run would add (``ENTRANT_COLUMNS``; ``entered_at`` naive UTC), a
+    share ``holdout_percent`` of them held out. The ledger's unique key drops those
+    already there."""
     spec = journey.spec
     if spec.entry.event is not None:
         since = as_of - parse_period(spec.entry.within)
@@ -55,12 +58,17 @@ def entrants(
         frame["entered_at"] = to_utc(frame["entered_at"], data.timezone)
     else:
         frame = _segment_entrants(data, catalog, ledger, journey, as_of)
-    frame["holdout"] = (
-        frame["customer_id"]
-        .map(lambda c: in_holdout(journey.name, str(c), spec.holdout_percent))
-        .astype("int64")
-    )
+    frame["holdout"] = entry_holdout(journey, frame, holdout_percent)
     return frame[list(ENTRANT_COLUMNS)].reset_index(drop=True)
+
+
+def entry_holdout(journey: Journey, entries: pd.DataFrame, percent: float) -> pd.Series:
+    """1 for the entries held out (by customer; by order for a per-order journey), else 0."""
+    ids = entries["customer_id"].astype(str).tolist()
+    orders = entries["occurrence"].astype(str).tolist()
+    per_order = orders if journey.spec.reentry == "per_order" else None
+    held = held_out(journey.name, ids, percent, per_order)
+    return pd.Series(held.astype("int64"), index=entries.index)
 
 
 def _segment_entrants(

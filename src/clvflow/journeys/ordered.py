@@ -11,11 +11,16 @@ from clvflow.campaigns.triggered import OrderPlaced, order_view
 from clvflow.journeys.catalog import Journey
 from clvflow.personalization.orders import OrderView
 from clvflow.pipeline.workspace import Workspace
-from clvflow.planning.plan import in_holdout, ledger_time
+from clvflow.planning.holdout import in_holdout
+from clvflow.planning.plan import ledger_time
 
 
 def order_entrant(
-    ws: Workspace, journey: Journey, placed: OrderPlaced, as_of: dt.datetime
+    ws: Workspace,
+    journey: Journey,
+    placed: OrderPlaced,
+    as_of: dt.datetime,
+    holdout_percent: float,
 ) -> pd.DataFrame:
     when = placed.order.placed_at or as_of
     if when.tzinfo is not None:
@@ -23,10 +28,12 @@ def order_entrant(
     else:
         entered = ledger_time(when, ws.data.timezone)
     cid = placed.customer.customer_id
-    held = int(in_holdout(journey.name, cid, journey.spec.holdout_percent))
+    order_id = placed.order.order_id
+    per_order = order_id if journey.spec.reentry == "per_order" else None
+    held = int(in_holdout(journey.name, cid, holdout_percent, per_order))
     return pd.DataFrame(
         {
-            "occurrence": [placed.order.order_id],
+            "occurrence": [order_id],
             "customer_id": [cid],
             "entered_at": pd.Series([entered], dtype="datetime64[us]"),
             "holdout": [held],

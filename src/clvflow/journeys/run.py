@@ -79,9 +79,10 @@ def _advance_all(
 ) -> None:
     as_of, dry_run = summary.as_of, summary.dry_run
     catalog = SegmentCatalog.load(ws.project.segments_dir)
-    new = entrants(ws.data, catalog, ws.ledger, journey, as_of)
+    held = journey_holdout(ws, journey)
+    new = entrants(ws.data, catalog, ws.ledger, journey, as_of, held)
     if order is not None:
-        new = pd.concat([new, order_entrant(ws, journey, order, as_of)], ignore_index=True)
+        new = pd.concat([new, order_entrant(ws, journey, order, as_of, held)], ignore_index=True)
     _enter(ws, journey, new, summary)
     facts = gather(ws.data, catalog, ws.ledger, journey, as_of)
     orders = triggered_order(ws, order, as_of)
@@ -105,6 +106,13 @@ def _advance_all(
         else:  # who is still at the step, less those due but put off (window, cap)
             put_off = sum(counts.skipped[r] for r in DEFERRED)
             counts.waiting = max(going.get(index, 0) - put_off, 0)
+
+
+def journey_holdout(ws: Workspace, journey: Journey) -> float:
+    """The share of the journey's entries held out: its spec's, else the shop's default;
+    none when a step sends a transactional template."""
+    transactional = ws.sends_transactional(journey.spec.templates)
+    return ws.project.config.measurement.holdout_for(journey.spec, transactional=transactional)
 
 
 def rounds(journey: Journey) -> int:
@@ -218,6 +226,7 @@ def _apply(
                             strict=True,
                         )
                     ],
+                    ledger_time(summary.as_of, ws.data.timezone),
                 )
             moved += advance_rows(ws, journey, index, skipped, summary.as_of)
         due = mine[mine["decision"] == DUE].sort_values(["customer_id", "occurrence"])

@@ -3,6 +3,7 @@ occurrence, customer) gives each row to exactly one of several runs racing for i
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
@@ -46,10 +47,11 @@ def claim_columns(
     campaign: str,
     columns: Mapping[str, Sequence[Any]],
     status: str,
+    at: dt.datetime | None = None,
 ) -> list[Claim]:
     """Insert one ``status`` row per message (``columns``: every field of ``CLAIM_FIELDS``,
-    equally long) where no row holds its key yet; return the rows this run holds with that
-    status, in customer order."""
+    equally long), planned ``at`` (naive UTC; default now), where no row holds its key
+    yet; return the rows this run holds with that status, in customer order."""
     if set(columns) != set(CLAIM_FIELDS):
         raise ValueError(f"message columns must be {sorted(CLAIM_FIELDS)}")
     if len(columns["customer_id"]):
@@ -58,7 +60,7 @@ def claim_columns(
             literal(campaign, messages.c.campaign.type),
             literal(status, messages.c.status.type),
             literal(run_id, messages.c.run_id.type),
-            literal(utcnow(), messages.c.planned_at.type),
+            literal(at or utcnow(), messages.c.planned_at.type),
             *new.c,
         )
         con.execute(

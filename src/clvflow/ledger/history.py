@@ -34,14 +34,18 @@ def existing(
 
 
 def sent_since(
-    con: Connection, customer_ids: Sequence[str], since: dt.datetime, campaign: str | None
+    con: Connection,
+    customer_ids: Sequence[str],
+    since: dt.datetime,
+    campaign: str | None,
+    statuses: Sequence[str] = IN_FLIGHT_OR_SENT,
 ) -> dict[str, int]:
-    """Customer → marketing messages sent (or maybe sent) since ``since`` (naive UTC), in
-    ``campaign`` or in any."""
+    """Customer → marketing messages sent (or maybe sent; or of other ``statuses``) since
+    ``since`` (naive UTC), in ``campaign`` or in any."""
     stmt = (
         select(messages.c.customer_id, func.count())
         .where(
-            messages.c.status.in_(IN_FLIGHT_OR_SENT),
+            messages.c.status.in_(list(statuses)),
             messages.c.kind == "marketing",
             messages.c.planned_at >= since,
             among(con, messages.c.customer_id, set(customer_ids)),

@@ -174,15 +174,20 @@ def exit_entries(con: Connection, ids: Sequence[int], reason: str, at: dt.dateti
 
 
 def record_skipped(
-    con: Connection, journey: str, run_id: str, items: Sequence[tuple[str, str, str]]
+    con: Connection,
+    journey: str,
+    run_id: str,
+    items: Sequence[tuple[str, str, str]],
+    at: dt.datetime | None = None,
 ) -> None:
-    """A ``skipped`` message row per (step occurrence, customer, reason) not there yet."""
+    """A ``skipped`` message row per (step occurrence, customer, reason) not there yet,
+    decided ``at`` (naive UTC; default now)."""
     if not items:
         return
     given = rows_table(
         con, "skipped_steps", _SKIPS, {k: [row[i] for row in items] for i, k in enumerate(_SKIPS)}
     )
-    now = utcnow()
+    now = at or utcnow()
     rows = select(
         literal(journey, String()),
         given.c.occurrence,

@@ -4,6 +4,7 @@ does not send to are recorded as skips."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,9 +46,26 @@ def set_status(con: Connection, ids: Sequence[int], old: str, new: str) -> None:
     )
 
 
-def record(con: Connection, outcomes: Sequence[Outcome]) -> None:
-    """Store the outcomes of messages still ``claimed`` or ``sending``; of several outcomes
-    for one message, the first stands."""
+def mark_sending(
+    con: Connection, ids: Sequence[int], run_id: str | None
+) -> list[tuple[int, str, str]]:
+    """Messages ``ids`` still ``claimed`` (by ``run_id``, when given) become ``sending``;
+    the (id, occurrence, customer_id) of each one marked."""
+    conditions = [messages.c.status == "claimed", among(con, messages.c.id, ids)]
+    if run_id is not None:
+        conditions.append(messages.c.run_id == run_id)
+    marked = con.execute(
+        update(messages)
+        .where(*conditions)
+        .values(status="sending")
+        .returning(messages.c.id, messages.c.occurrence, messages.c.customer_id)
+    )
+    return [(int(i), str(o), str(c)) for i, o, c in marked]
+
+
+def record(con: Connection, outcomes: Sequence[Outcome], at: dt.datetime | None = None) -> None:
+    """Store the outcomes of messages still ``claimed`` or ``sending``, finished ``at``
+    (naive UTC; default now); of several outcomes for one message, the first stands."""
     first: dict[int, Outcome] = {}
     for o in outcomes:
         first.setdefault(o.message_id, o)
@@ -75,18 +93,23 @@ def record(con: Connection, outcomes: Sequence[Outcome]) -> None:
             provider_id=given.c.provider_id,
             subject=given.c.subject,
             locale=given.c.locale,
-            finished_at=utcnow(),
+            finished_at=at or utcnow(),
         )
     )
 
 
 def record_skips(
-    con: Connection, run_id: str, campaign: str, items: Sequence[tuple[str, str, str]]
+    con: Connection,
+    run_id: str,
+    campaign: str,
+    items: Sequence[tuple[str, str, str]],
+    at: dt.datetime | None = None,
 ) -> None:
-    """(occurrence, customer_id, reason) for every member ``run_id`` did not send to."""
+    """(occurrence, customer_id, reason) for every member ``run_id`` did not send to,
+    ``at`` (naive UTC; default now)."""
     if not items:
         return
     con.execute(
-        insert(skips).values(run_id=run_id, campaign=campaign, at=utcnow()),
+        insert(skips).values(run_id=run_id, campaign=campaign, at=at or utcnow()),
         [{"occurrence": occ, "customer_id": cid, "reason": reason} for occ, cid, reason in items],
     )

@@ -113,6 +113,13 @@ class Ledger:
         with self.engine.connect() as con:
             return history.sent_since(con, customer_ids, since, campaign)
 
+    def held_since(
+        self, customer_ids: Sequence[str], since: dt.datetime, campaign: str
+    ) -> dict[str, int]:
+        """Customer → holdout rows of ``campaign`` since ``since`` (naive UTC)."""
+        with self.engine.connect() as con:
+            return history.sent_since(con, customer_ids, since, campaign, ("holdout",))
+
     # -- claim, mark, record ------------------------------------------------------------
     def claim(
         self,
@@ -120,10 +127,12 @@ class Ledger:
         campaign: str,
         rows: Sequence[dict[str, Any]],
         status: str = "claimed",
+        at: dt.datetime | None = None,
     ) -> list[Claim]:
-        """Insert rows (occurrence, customer_id, email, kind, template, variant, locale);
-        return those this run won, in customer order."""
-        return self.claim_columns(run_id, campaign, claims.columns_of(rows), status)
+        """Insert rows (occurrence, customer_id, email, kind, template, variant, locale),
+        planned ``at`` (the run's clock, naive UTC; default now); return those this run
+        won, in customer order."""
+        return self.claim_columns(run_id, campaign, claims.columns_of(rows), status, at)
 
     def claim_columns(
         self,
@@ -131,21 +140,30 @@ class Ledger:
         campaign: str,
         columns: Mapping[str, Sequence[Any]],
         status: str = "claimed",
+        at: dt.datetime | None = None,
     ) -> list[Claim]:
         """:meth:`claim` for rows given column by column (every field of
         ``claims.CLAIM_FIELDS``, equally long)."""
         with self.engine.begin() as con:
-            return claims.claim_columns(con, run_id, campaign, columns, status)
+            return claims.claim_columns(con, run_id, campaign, columns, status, at)
 
-    def mark_sending(self, ids: Sequence[int], codes: Sequence[dict[str, Any]] = ()) -> None:
+    def mark_sending(
+        self, ids: Sequence[int], codes: Sequence[dict[str, Any]] = (), run_id: str | None = None
+    ) -> list[int]:
         """These claimed messages are about to be handed to the sender; ``codes``, the promo
         codes they carry (rows as for :meth:`add_promo_codes`), are stored with the mark:
-        one commit, and no code leaves before it is in the ledger."""
+        one commit, and no code leaves before it is in the ledger. With ``run_id``, only the
+        messages that run still holds are marked (a run whose lease ran out may have lost
+        its claims to another run), with their codes. Returns the ids marked."""
         if not ids and not codes:
-            return
+            return []
         with self.engine.begin() as con:
-            outcomes.set_status(con, ids, "claimed", "sending")
+            marked = outcomes.mark_sending(con, ids, run_id) if ids else []
+            held = {(occurrence, customer) for _, occurrence, customer in marked}
+            if run_id is not None:
+                codes = [c for c in codes if (c["occurrence"], c["customer_id"]) in held]
             promos.insert_codes(con, codes)
+        return [message_id for message_id, _, _ in marked]
 
     def revert_sending(self, ids: Sequence[int]) -> None:
         """Messages marked ``sending`` that the sender never touched go back to ``claimed``."""
@@ -154,20 +172,30 @@ class Ledger:
         with self.engine.begin() as con:
             outcomes.set_status(con, ids, "sending", "claimed")
 
-    def record(self, outcomes: Sequence[Outcome], lease: tuple[str, float] | None = None) -> None:
-        """Store the outcome of messages this run handed over (a final outcome never changes);
-        with ``lease`` (run id, seconds), renew that run's lease in the same transaction."""
+    def record(
+        self,
+        outcomes: Sequence[Outcome],
+        lease: tuple[str, float] | None = None,
+        at: dt.datetime | None = None,
+    ) -> None:
+        """Store the outcome of messages this run handed over (a final outcome never changes),
+        finished ``at`` (the run's clock, naive UTC; default now); with ``lease`` (run id,
+        seconds), renew that run's lease in the same transaction."""
         with self.engine.begin() as con:
-            record_outcomes(con, outcomes)
+            record_outcomes(con, outcomes, at)
             if lease is not None:
                 runs.renew_lease(con, *lease)
 
     def record_skips(
-        self, run_id: str, campaign: str, items: Sequence[tuple[str, str, str]]
+        self,
+        run_id: str,
+        campaign: str,
+        items: Sequence[tuple[str, str, str]],
+        at: dt.datetime | None = None,
     ) -> None:
         """(occurrence, customer_id, reason) for every member this run did not send to."""
         with self.engine.begin() as con:
-            outcomes.record_skips(con, run_id, campaign, items)
+            outcomes.record_skips(con, run_id, campaign, items, at)
 
     def release(self, ids: Sequence[int]) -> int:
         """Give back messages that were never handed over (the run stopped before them)."""

@@ -85,6 +85,8 @@ class JourneyResult:
     treated: Group  # entries not held out
     holdout: Group  # held-out entries
     vs_holdout: Comparison | None  # None without holdout entries (or treated ones)
+    # the step messages' attribution cells (see measurement.attribution.attribute)
+    cells: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _length(period: relativedelta) -> dt.timedelta:
@@ -219,10 +221,12 @@ def measure_journey(
     default_locale: str,
     until: dt.datetime | None,
     min_group_size: int,
+    holdout_percent: float,
 ) -> JourneyResult:
     """One journey's steps and uplift (see the module's docstring). ``sends`` is
     :func:`clvflow.measurement.sends.read_sends`' frame (other campaigns' rows are
-    ignored), ``entries`` :func:`read_entries`' and ``skips`` :func:`read_skips`'."""
+    ignored), ``entries`` :func:`read_entries`' and ``skips`` :func:`read_skips`';
+    ``holdout_percent`` the share its runs hold out."""
     spec = journey.spec
     window, from_waits = uplift_window(spec)
     steps_sent = sends[(sends["campaign"] == journey.name) & (sends["group"] == TREATED)]
@@ -234,6 +238,7 @@ def measure_journey(
         default_locale=default_locale, default_window=attribution, until=until,
     )  # fmt: skip
     entry_cells = cells[cells["campaign"] == ENTRIES]
+    step_cells = cells[cells["campaign"] == journey.name]
     treated = _group(entry_cells[entry_cells["group"] == TREATED])
     holdout = _group(entry_cells[entry_cells["group"] == HOLDOUT])
     vs_holdout = (
@@ -246,9 +251,10 @@ def measure_journey(
         attribution_days=spec.attribution_days,
         window=window,
         from_waits=from_waits,
-        holdout_percent=spec.holdout_percent,
-        steps=_step_results(spec, cells[cells["campaign"] == journey.name], skips),
+        holdout_percent=holdout_percent,
+        steps=_step_results(spec, step_cells, skips),
         treated=treated,
         holdout=holdout,
         vs_holdout=vs_holdout,
+        cells=step_cells.reset_index(drop=True),
     )

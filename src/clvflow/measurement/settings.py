@@ -1,7 +1,8 @@
-"""The ``measurement:`` section of clvflow.yaml, and the per-campaign attribution setting.
+"""The ``measurement:`` section of clvflow.yaml, and the per-campaign settings it defaults.
 
 ```yaml
 measurement:
+  holdout_percent: 10                 # default for every campaign and journey (0-50)
   attribution_window: 5 days          # default for every campaign
   min_group_size: 100                 # fewer recipients in a group: "too small to conclude"
   prediction_horizon: 365 days        # predicted_orders and predicted_clv look this far ahead
@@ -10,8 +11,13 @@ measurement:
     cost_per_customer: {paid_social: 18.5, search: 22}
 ```
 
-A campaign's own ``attribution_days`` (in its spec in prefect.yaml), when set, wins over
-the default here.
+The holdout: a campaign's or journey's own ``holdout_percent`` (its spec in prefect.yaml)
+wins over ``measurement.holdout_percent`` when it is set, and an explicit 0 means no
+holdout. A campaign or journey that sends a transactional template (front matter
+``kind: transactional``) is never held out, whatever either says.
+
+The attribution window: a campaign's own ``attribution_days``, when set, wins over
+``attribution_window``.
 """
 
 from __future__ import annotations
@@ -61,6 +67,13 @@ class AcquisitionCost(_Strict):
 
 
 class MeasurementConfig(_Strict):
+    holdout_percent: float = Field(
+        default=0,
+        ge=0,
+        le=50,
+        description="Share of each campaign's (and journey's) eligible customers withheld to "
+        "measure its uplift, unless its spec sets its own; transactional mail never.",
+    )
     attribution_window: Duration = Field(
         default=DEFAULT_WINDOW,
         description="An order placed this long after a send (or a holdout row) counts for it.",
@@ -83,3 +96,11 @@ class MeasurementConfig(_Strict):
         if "attribution_days" in fields_set and isinstance(days, int):
             return dt.timedelta(days=days)
         return duration(self.attribution_window)
+
+    def holdout_for(self, spec: object, *, transactional: bool) -> float:
+        """A campaign's (or journey's) holdout percent: 0 when it sends transactional
+        mail, else ``holdout_percent`` of its spec when set, else the default."""
+        if transactional:
+            return 0.0
+        own = getattr(spec, "holdout_percent", None)
+        return float(self.holdout_percent if own is None else own)

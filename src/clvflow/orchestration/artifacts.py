@@ -1,8 +1,14 @@
 """What a campaign run shows in the Prefect UI: a table of counts, a markdown summary with
-links to rendered samples, and a progress bar updated while sending."""
+links to rendered samples, and a progress bar updated while sending.
+
+A sample links to the console's copy of it (``<web base URL>/console/samples/…``, the base
+URL from the project's clvflow.yaml: ``web.base_url`` or ``CLVFLOW_WEB_URL``, else
+``shop.unsubscribe.base_url``), which a browser opens from the Prefect UI wherever the run
+ran; a ``file:`` URL only when the project cannot be read."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from uuid import UUID
@@ -16,7 +22,11 @@ from prefect.artifacts import (
 )
 
 from clvflow.campaigns.counts import count_rows, summary_markdown
+from clvflow.errors import ClvflowError
+from clvflow.pipeline.samples import sample_project
 from clvflow.pipeline.summary import RunSummary
+from clvflow.project.config import load_config
+from clvflow.web.console import links
 
 
 def artifact_key(campaign: str) -> str:
@@ -49,6 +59,24 @@ class Progress:
             self.shown, self.at = value, now
 
 
+def sample_url(path: str) -> str:
+    """Where a browser opens a rendered sample: its page in the console."""
+    sample = Path(path).resolve()
+    try:
+        base = load_config(sample_project(sample)).web_base_url
+    except (ClvflowError, IndexError):
+        return sample.as_uri()
+    return links.absolute(base, links.sample(sample.parent.name, sample.name))
+
+
+def samples_markdown(summary: RunSummary) -> str:
+    lines = ["", "## Rendered sample", ""]
+    for variant, path in sorted(summary.samples.items()):
+        label = f"variant {variant}" if variant else "the message"
+        lines.append(f"- [{label}]({sample_url(path)}) — `{path}`")
+    return "\n".join(lines) + "\n"
+
+
 def publish(summary: RunSummary) -> None:
     key = artifact_key(summary.campaign)
     create_table_artifact(
@@ -56,14 +84,15 @@ def publish(summary: RunSummary) -> None:
         table=count_rows(summary),
         description=f"{summary.campaign}: what happened to each member",
     )
+    markdown = summary_markdown(dataclasses.replace(summary, samples={}))
     create_markdown_artifact(
         key=f"{key}-summary",
-        markdown=summary_markdown(summary),
+        markdown=markdown + (samples_markdown(summary) if summary.samples else ""),
         description=f"{summary.campaign}: run summary",
     )
     for variant, path in sorted(summary.samples.items()):
         create_link_artifact(
             key=f"{key}-sample-{artifact_key(variant or 'default')}",
-            link=Path(path).resolve().as_uri(),
+            link=sample_url(path),
             link_text=f"{summary.campaign}: rendered sample" + (f" ({variant})" if variant else ""),
         )

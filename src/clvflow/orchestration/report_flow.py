@@ -25,6 +25,12 @@ from clvflow.project.clock import local_now
 from clvflow.project.layout import Project
 from clvflow.reporting.html import data_uri, write_report
 from clvflow.reporting.markdown import campaigns_markdown, customers_markdown
+from clvflow.reporting.predictions import (
+    check_chart,
+    check_markdown,
+    measure_predictions,
+    repeat_rows,
+)
 from clvflow.reporting.report import (
     CLV_CHART,
     COHORT_CHART,
@@ -44,6 +50,7 @@ from clvflow.reporting.tables import (
     shop_rows,
 )
 from clvflow.segments.times import resolve_time
+from clvflow.web.console import links
 
 KEY = "clv-report"
 
@@ -63,10 +70,15 @@ def charts_task(shop: ShopMeasurement, currency: str) -> dict[str, bytes]:
     return draw_charts(shop, currency)
 
 
+@task(name="check predictions", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+def predictions_task(project: Project, as_of: dt.datetime) -> dict[str, Any]:
+    return measure_predictions(project, as_of)
+
+
 @flow(name="report", log_prints=False)
 def report_flow(
     project: str = ".",
-    since: str = "90 days ago",
+    since: str = "6 months ago",
     as_of: dt.datetime | None = None,
     out: str | None = None,
 ) -> dict[str, Any]:
@@ -80,6 +92,7 @@ def report_flow(
     campaigns = campaigns_task(loaded, start, until)
     customers = customers_task(loaded, start, until)
     charts = charts_task(customers, cfg.shop.currency)
+    predictions = predictions_task(loaded, until)
     report = Report(
         shop=cfg.shop.name,
         currency=cfg.shop.currency,
@@ -87,9 +100,11 @@ def report_flow(
         campaigns=campaigns,
         customers=customers,
         charts=charts,
+        predictions=predictions,
     )
     path = write_report(report, Path(out) if out else loaded.root / "reports")
-    publish(report, path)
+    publish(report, path, cfg.web_base_url)
+    publish_predictions(predictions)
     verdicts = {r.campaign: r.vs_holdout.verdict for r in campaigns.results if r.vs_holdout}
     logger.info("report %s – %s: %s; written to %s", start, until, verdicts or "no holdouts", path)
     return {
@@ -100,7 +115,7 @@ def report_flow(
     }
 
 
-def publish(report: Report, path: Path) -> None:
+def publish(report: Report, path: Path, base_url: str) -> None:
     period = f"{report.since:%Y-%m-%d} – {report.as_of:%Y-%m-%d}"
     create_markdown_artifact(
         key=f"{KEY}-campaigns",
@@ -116,7 +131,7 @@ def publish(report: Report, path: Path) -> None:
         "experiments": (experiment_rows(report), "Holdout and A/B tests: uplift with 95% CI"),
         "attribution": (
             attribution_rows(report),
-            "Conversions and revenue per campaign, occurrence, variant and locale",
+            "Conversions and revenue per campaign, group, variant and locale",
         ),
         "engagement": (engagement_rows(report), "SendGrid events per campaign"),
         "metrics": (shop_rows(report), "CLV, AOV, purchase frequency, repeat and retention"),
@@ -141,5 +156,33 @@ def publish(report: Report, path: Path) -> None:
         description="Distribution of historical CLV",
     )
     create_link_artifact(
-        key=f"{KEY}-html", link=path.resolve().as_uri(), link_text=f"HTML report, {period}"
+        key=f"{KEY}-html",
+        link=links.absolute(base_url, links.report()),
+        link_text=f"The report in the console, {period} (HTML file: {path.name} in reports/)",
+    )
+
+
+def publish_predictions(check: dict[str, Any]) -> None:
+    """The prediction check: markdown, the table by past repeat purchases, the chart."""
+    if "problem" in check:
+        create_markdown_artifact(
+            key=f"{KEY}-predictions",
+            markdown=f"## Predicted CLV\n\nNo check: {check['problem']}\n",
+            description="How well the models predicted the past",
+        )
+        return
+    create_markdown_artifact(
+        key=f"{KEY}-predictions",
+        markdown=check_markdown(check),
+        description="How well the models predicted the past",
+    )
+    create_table_artifact(
+        key=f"{KEY}-prediction-check",
+        table=repeat_rows(check),
+        description="Mean purchases in the holdout by past repeat purchases: actual, model, naive",
+    )
+    create_image_artifact(
+        image_url=data_uri(check_chart(check)),
+        key=f"{KEY}-prediction-chart",
+        description="Predicted against actual purchases by past repeat purchases",
     )

@@ -7,6 +7,7 @@ numbers its messages below zero.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,17 +23,20 @@ MAYBE_LEFT = (
 )
 
 
-def claim(ledger: Ledger, job: Job, plan: Plan, kind: str, lease_seconds: float) -> list[Claim]:
-    """Start the run in the ledger, record skips and holdout, claim ``plan.send``: the
-    claims this run won, sorted by customer."""
+def claim(
+    ledger: Ledger, job: Job, plan: Plan, kind: str, lease_seconds: float, timezone: str
+) -> list[Claim]:
+    """Start the run in the ledger, record skips and holdout, claim ``plan.send`` (stamped
+    on the run's clock): the claims this run won, sorted by customer."""
     if job.dry_run:
         columns = (_strings(plan.send, c) for c in ("occurrence", "customer_id", "email"))
         rows = enumerate(zip(*columns, strict=True))
         return [Claim(-i - 1, occ, cid, email) for i, (occ, cid, email) in rows]
     start(ledger, job, lease_seconds)
-    ledger.record_skips(job.run_id, job.name, plan.skips)
-    ledger.claim_columns(job.run_id, job.name, _columns(plan.holdout, kind), "holdout")
-    return ledger.claim_columns(job.run_id, job.name, _columns(plan.send, kind))
+    now = job.clock(timezone)
+    ledger.record_skips(job.run_id, job.name, plan.skips, now)
+    ledger.claim_columns(job.run_id, job.name, _columns(plan.holdout, kind), "holdout", now)
+    return ledger.claim_columns(job.run_id, job.name, _columns(plan.send, kind), at=now)
 
 
 def start(ledger: Ledger, job: Job, lease_seconds: float) -> None:
@@ -65,17 +69,19 @@ def batches(claims: Sequence[Claim], size: int) -> list[list[Claim]]:
     return [list(claims[i : i + size]) for i in range(0, len(claims), size)]
 
 
-def still_claimed(ledger: Ledger, batch: Sequence[Claim]) -> tuple[list[Claim], BatchResult]:
+def still_claimed(
+    ledger: Ledger, batch: Sequence[Claim], at: dt.datetime | None = None
+) -> tuple[list[Claim], BatchResult]:
     """A retried batch: only rows still ``claimed`` may go to the sender. Rows an earlier
-    attempt left ``sending`` may have left: they become ``unknown``, never re-sent; what it
-    recorded is counted again in this attempt's result."""
+    attempt left ``sending`` may have left: they become ``unknown`` (``at``, the run's
+    clock), never re-sent; what it recorded is counted again in this attempt's result."""
     statuses = ledger.statuses_of([c.id for c in batch])
     fresh = [c for c in batch if statuses.get(c.id) == "claimed"]
     earlier = BatchResult()
     if len(fresh) == len(batch):
         return fresh, earlier
     maybe_left = {c.id for c in batch if statuses.get(c.id) == "sending"}
-    ledger.record([Outcome(i, "unknown", MAYBE_LEFT) for i in sorted(maybe_left)])
+    ledger.record([Outcome(i, "unknown", MAYBE_LEFT) for i in sorted(maybe_left)], at=at)
     for item in batch:
         status = "unknown" if item.id in maybe_left else statuses.get(item.id)
         if status == "sent":

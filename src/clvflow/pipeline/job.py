@@ -6,6 +6,8 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 
+from clvflow.ledger.database import utcnow
+from clvflow.planning.plan import ledger_time
 from clvflow.project.campaign_spec import CampaignSpec
 
 
@@ -24,6 +26,13 @@ class Job:
     step: str | None = None  # a journey's step: X-Clvflow-Step, and the occurrence's tail
     # a journey step without a promo of its own shows the code issued at this earlier step
     promo_step: str | None = None
+    started: dt.datetime = field(default_factory=utcnow)  # wall clock, naive UTC
+
+    def clock(self, timezone: str) -> dt.datetime:
+        """The run's clock as the ledger stamps its messages (naive UTC): ``as_of`` plus
+        the time since the run started. A run as of now records the wall clock; a run
+        with ``--as-of`` in the past records its messages at that past moment."""
+        return ledger_time(self.as_of, timezone) + (utcnow() - self.started)
 
     @property
     def occurrence(self) -> str:

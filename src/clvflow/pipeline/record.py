@@ -3,6 +3,7 @@ with the subject and locale it went out in, and the batch's counts for the summa
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 from clvflow.delivery.base import SendResult
@@ -17,9 +18,10 @@ def record(
     results: Sequence[SendResult],
     lease: tuple[str, float] | None = None,
     dry_run: bool = False,
+    at: dt.datetime | None = None,
 ) -> BatchResult:
-    """Store the outcomes (renewing ``lease``, (run id, seconds), in the same transaction)
-    and count them by status, locale and variant."""
+    """Store the outcomes, finished ``at`` (the run's clock; renewing ``lease``, (run id,
+    seconds), in the same transaction) and count them by status, locale and variant."""
     by_id = {m.message_id: m for m in rendered.messages}
     outcomes = [
         Outcome(
@@ -36,7 +38,7 @@ def record(
         for o in rendered.failures
     ]
     if not dry_run:
-        ledger.record(outcomes, lease)
+        ledger.record(outcomes, lease, at)
     result = BatchResult()
     for o in outcomes:
         locale, variant = rendered.tags[o.message_id]

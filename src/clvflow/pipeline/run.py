@@ -40,23 +40,29 @@ def plan(ws: Workspace, job: Job, members: pd.DataFrame) -> Plan:
     """Who gets a message: members − suppressed − already sent − capped − holdout − outside
     the send window, each skip with its reason."""
     cfg = ws.project.config
+    templates = job.spec.templates
     return plan_run(
         job.name,
         job.spec,
         members,
         ws.ledger,
         job.as_of,
-        marketing=ws.kind(job.spec.templates) == "marketing",
+        marketing=ws.kind(templates) == "marketing",
         cap=cfg.limits.frequency_cap,
         timezone=cfg.shop.timezone,
+        holdout_percent=cfg.measurement.holdout_for(
+            job.spec, transactional=ws.sends_transactional(templates)
+        ),
     )
 
 
 def claim_plan(ws: Workspace, job: Job, plan: Plan) -> list[Claim]:
     """Claim the plan's messages; the data of the claimed customers is read ahead in the
     order the batches will ask for it."""
-    lease = ws.project.config.limits.run_lease_seconds
-    claims = claim(ws.ledger, job, plan, ws.kind(job.spec.templates), lease)
+    cfg = ws.project.config
+    lease = cfg.limits.run_lease_seconds
+    kind = ws.kind(job.spec.templates)
+    claims = claim(ws.ledger, job, plan, kind, lease, cfg.shop.timezone)
     ws.composer.expect([c.customer_id for c in claims])
     return claims
 
@@ -69,6 +75,7 @@ class Prepared:
     rendered: Rendered
     send: Send | None
     earlier: BatchResult
+    sender: Sender | None = None
 
 
 def prepare(
@@ -83,21 +90,32 @@ def prepare(
     is still ``claimed``."""
     fresh, earlier = list(batch), BatchResult()
     if not job.dry_run:
-        fresh, earlier = still_claimed(ws.ledger, batch)
+        fresh, earlier = still_claimed(ws.ledger, batch, job.clock(ws.project.config.shop.timezone))
     rendered = render(ws.composer, ws.ledger, ws.project.config.shop, job, fresh, rows, orders)
-    return Prepared(rendered, ready(sender, rendered, job.dry_run), earlier)
+    return Prepared(rendered, ready(sender, rendered, job.dry_run), earlier, sender)
+
+
+def marked(ws: Workspace, job: Job, prepared: Prepared) -> Prepared:
+    """The batch marked ``sending``, without the messages another run took over (made
+    ready again for the sender when some were)."""
+    rendered = mark(ws.ledger, prepared.rendered, prepared.send, job.run_id)
+    if rendered is prepared.rendered:
+        return prepared
+    send = ready(prepared.sender, rendered, job.dry_run) if rendered.messages else None
+    return Prepared(rendered, send, prepared.earlier, prepared.sender)
 
 
 def settle(ws: Workspace, job: Job, prepared: Prepared, results: Send) -> BatchResult:
     """Record a batch's outcomes once ``results`` gives them (renewing the run's lease). If
     the backend refused the run, what it did is recorded and the error propagates."""
+    timezone = ws.project.config.shop.timezone
     try:
         sent = results()
     except SendAbortedError as stop:
-        record(ws.ledger, prepared.rendered, stop.results)
+        record(ws.ledger, prepared.rendered, stop.results, at=job.clock(timezone))
         raise
     lease = (job.run_id, ws.project.config.limits.run_lease_seconds)
-    result = record(ws.ledger, prepared.rendered, sent, lease, job.dry_run)
+    result = record(ws.ledger, prepared.rendered, sent, lease, job.dry_run, job.clock(timezone))
     result.add(prepared.earlier)
     return result
 
@@ -111,8 +129,7 @@ def send_batch(
     orders: dict[str, OrderView] | None = None,
 ) -> BatchResult:
     """Render, hand over and record one batch."""
-    prepared = prepare(ws, job, batch, sender, rows, orders)
-    mark(ws.ledger, prepared.rendered, prepared.send)
+    prepared = marked(ws, job, prepare(ws, job, batch, sender, rows, orders))
     return settle(ws, job, prepared, partial(_hand_over, ws, job, prepared))
 
 
@@ -138,7 +155,7 @@ def deliver(
                 if sending is not None:
                     current, sending = sending, None
                     yield settle(ws, job, *current)
-                mark(ws.ledger, prepared.rendered, prepared.send)
+                prepared = marked(ws, job, prepared)
                 sending = (prepared, wire.submit(_hand_over, ws, job, prepared).result)
             if sending is not None:
                 current, sending = sending, None

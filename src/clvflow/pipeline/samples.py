@@ -14,6 +14,8 @@ from clvflow.pipeline.render import Rows
 from clvflow.pipeline.workspace import Workspace
 from clvflow.planning.variants import assign_variants
 
+SAMPLES = "samples"  # under the project's .clvflow/
+
 
 def write_samples(
     ws: Workspace,
@@ -32,7 +34,7 @@ def write_samples(
     ):
         firsts.setdefault(variant, claim)
     found = rows([c.customer_id for c in firsts.values()])
-    folder = ws.project.state_dir / "samples" / _safe(job.name)
+    folder = ws.project.state_dir / SAMPLES / _safe(job.name)
     out: dict[str, str] = {}
     for variant, claim in firsts.items():
         promos = {}
@@ -56,6 +58,12 @@ def write_samples(
         path.write_text(item.email.html, encoding="utf-8")
         out[variant or ""] = str(Path(path))
     return out
+
+
+def sample_project(path: Path) -> Path:
+    """The project folder a sample was written in (its path is
+    ``<project>/.clvflow/samples/<campaign>/<file>``)."""
+    return path.resolve().parents[3]
 
 
 def _safe(name: str) -> str:

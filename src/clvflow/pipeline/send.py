@@ -4,6 +4,8 @@ turn a message that never left into ``unknown``; one that may have left never go
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from clvflow.delivery.base import Send, SendAbortedError, Sender, SendResult
 from clvflow.ledger.store import Ledger
 from clvflow.pipeline.render import Rendered
@@ -19,11 +21,17 @@ def ready(sender: Sender | None, rendered: Rendered, dry_run: bool = False) -> S
     return sender.prepare(rendered.messages)
 
 
-def mark(ledger: Ledger, rendered: Rendered, send: Send | None) -> None:
+def mark(ledger: Ledger, rendered: Rendered, send: Send | None, run_id: str) -> Rendered:
     """Mark the batch ``sending``, storing the promo codes it carries in the same commit;
-    only just before it goes."""
-    if send is not None:
-        ledger.mark_sending([m.message_id for m in rendered.messages], rendered.codes)
+    only just before it goes. Returns the batch as marked: the messages another run took
+    over (this run's lease ran out) are left out, theirs to send."""
+    if send is None:
+        return rendered
+    ids = [m.message_id for m in rendered.messages]
+    marked = set(ledger.mark_sending(ids, rendered.codes, run_id))
+    if len(marked) == len(ids):
+        return rendered
+    return replace(rendered, messages=[m for m in rendered.messages if m.message_id in marked])
 
 
 def hand_over(

@@ -37,6 +37,12 @@ class Workspace:
         kinds = {self.templates.get(name, None).front.kind for name in templates}
         return "marketing" if "marketing" in kinds else "transactional"
 
+    def sends_transactional(self, templates: Sequence[str]) -> bool:
+        """Whether any of ``templates`` is transactional (such mail is never held out)."""
+        return any(
+            self.templates.get(name, None).front.kind == "transactional" for name in templates
+        )
+
 
 @contextmanager
 def open_workspace(project: Project, as_of: dt.datetime) -> Iterator[Workspace]:

@@ -13,7 +13,6 @@ naive UTC. The look-back windows (``every: N days``, the frequency cap) start at
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
@@ -22,10 +21,13 @@ import pandas as pd
 
 from clvflow.ledger.store import Ledger
 from clvflow.planning.addresses import valid_addresses
+from clvflow.planning.holdout import held_out, in_holdout
 from clvflow.planning.variants import assign_variants
 from clvflow.planning.window import outside_window
 from clvflow.project.campaign_spec import CampaignSpec, Every
 from clvflow.project.config import FrequencyCap
+
+__all__ = ["Plan", "in_holdout", "ledger_time", "plan_run", "unreachable", "with_variants"]
 
 SUPPRESSION_REASONS = {
     "unsubscribed": "unsubscribed",
@@ -43,14 +45,6 @@ def ledger_time(local: dt.datetime, timezone: str) -> dt.datetime:
     """
     aware = local.replace(tzinfo=ZoneInfo(timezone))
     return aware.astimezone(dt.UTC).replace(tzinfo=None)
-
-
-def in_holdout(campaign: str, customer_id: str, percent: float) -> bool:
-    """Stable: the same customer and campaign always fall on the same side."""
-    if percent <= 0:
-        return False
-    digest = hashlib.sha256(f"{campaign}\x1f{customer_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < percent / 100.0
 
 
 @dataclass
@@ -121,8 +115,10 @@ def plan_run(
     marketing: bool,
     cap: FrequencyCap | None,
     timezone: str,
+    holdout_percent: float = 0.0,
 ) -> Plan:
-    """Split ``members`` (one row per customer: customer_id, email, ...) into buckets."""
+    """Split ``members`` (one row per customer: customer_id, email, ...) into buckets;
+    ``holdout_percent`` is the campaign's resolved share (see :mod:`.holdout`)."""
     frame = members.copy()
     frame["occurrence"] = occurrences(frame, spec, as_of)
     frame["email"] = frame["email"].astype("string").fillna("").str.strip()
@@ -135,12 +131,16 @@ def plan_run(
     keys = list(zip(frame["occurrence"].tolist(), ids, strict=True))
     existing = ledger.existing(campaign, keys)
     done = pd.Series([k in existing for k in keys], index=frame.index)
-    if isinstance(spec.resend, Every):
-        since = ledger_time(as_of - dt.timedelta(days=spec.resend.days), timezone)
-        recent = ledger.sent_since(ids, since, campaign)
-        done |= frame["customer_id"].map(lambda c: recent.get(c, 0) > 0)
-    already = done & reason.isna()
     was_held = pd.Series([existing.get(k) == "holdout" for k in keys], index=frame.index)
+    if isinstance(spec.resend, Every):
+        # held out within the period counts as sent: the holdout gets a row as often as
+        # the treated get a message, so both groups are measured alike
+        since = ledger_time(as_of - dt.timedelta(days=spec.resend.days), timezone)
+        recent = frame["customer_id"].map(ledger.sent_since(ids, since, campaign)).notna()
+        recently_held = frame["customer_id"].map(ledger.held_since(ids, since, campaign)).notna()
+        was_held |= recently_held & ~recent & ~done
+        done |= recent | recently_held
+    already = done & reason.isna()
 
     if marketing and cap is not None:
         since = ledger_time(as_of - dt.timedelta(days=cap.days), timezone)
@@ -148,7 +148,10 @@ def plan_run(
         over = frame["customer_id"].map(lambda c: counts.get(c, 0) >= cap.max)
         mark(over & ~already, "frequency_cap")
 
-    held = frame["customer_id"].map(lambda c: in_holdout(campaign, c, spec.holdout_percent))
+    per_order = frame["occurrence"].tolist() if spec.resend == "per_order" else None
+    held = pd.Series(
+        held_out(campaign, ids, holdout_percent, per_order), index=frame.index, dtype=bool
+    )
     holdout_mask = held & reason.isna() & ~already
     waiting = outside_window(frame, spec.send_window, as_of, timezone)
     mark(waiting & ~holdout_mask & ~already, WAITING)

@@ -125,11 +125,13 @@ class CampaignSpec(BaseModel):
         default="once",
         description="'once', 'per_order', or {every: '30 days'}.",
     )
-    holdout_percent: float = Field(
-        default=0,
+    holdout_percent: float | None = Field(
+        default=None,
         ge=0,
         le=50,
-        description="Share of eligible customers withheld to measure uplift.",
+        description="Share of eligible customers withheld to measure uplift; unset: "
+        "measurement.holdout_percent of clvflow.yaml; 0: no holdout. Never for "
+        "transactional mail.",
     )
     variants: list[Variant] = Field(
         default_factory=list,

@@ -1,7 +1,7 @@
 """clvflow.yaml: who the shop is, where its data and ledger live, how mail leaves.
 
 Operators override a few settings from the environment: ``CLVFLOW_LEDGER_URL``,
-``CLVFLOW_DELIVERY`` (outbox|sendgrid) and ``SENDGRID_API_HOST``.
+``CLVFLOW_DELIVERY`` (outbox|sendgrid), ``SENDGRID_API_HOST`` and ``CLVFLOW_WEB_URL``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from clvflow.project.yamlfile import read_yaml, validate_document
 
 CONFIG_FILE = "clvflow.yaml"
 DEFAULT_LEDGER = "sqlite:///.clvflow/ledger.db"
+WEB_URL_ENV = "CLVFLOW_WEB_URL"
 _PERIOD = re.compile(r"^\s*(\d+)\s+(day|week)s?\s*$")
 
 
@@ -141,6 +142,14 @@ class Limits(Strict):
     )
 
 
+class WebConfig(Strict):
+    base_url: str | None = Field(
+        default=None,
+        description="Public URL of the web app for people (the console's links in Prefect "
+        "artifacts); default: shop.unsubscribe.base_url.",
+    )
+
+
 class ProjectConfig(Strict):
     shop: ShopConfig
     data: DataConfig = DataConfig()
@@ -148,6 +157,12 @@ class ProjectConfig(Strict):
     delivery: DeliveryConfig = DeliveryConfig()
     limits: Limits = Limits()
     measurement: MeasurementConfig = MeasurementConfig()
+    web: WebConfig = WebConfig()
+
+    @property
+    def web_base_url(self) -> str:
+        """Where people reach the web app: ``web.base_url``, else the unsubscribe base URL."""
+        return (self.web.base_url or self.shop.unsubscribe.base_url).rstrip("/")
 
     @model_validator(mode="after")
     def _default_locale_listed(self) -> ProjectConfig:
@@ -175,7 +190,8 @@ def load_config(project_dir: Path, env: dict[str, str] | None = None) -> Project
 
 
 def apply_environment(config: ProjectConfig, env: Mapping[str, str]) -> ProjectConfig:
-    """Apply ``CLVFLOW_LEDGER_URL``, ``CLVFLOW_DELIVERY`` and ``SENDGRID_API_HOST``."""
+    """Apply ``CLVFLOW_LEDGER_URL``, ``CLVFLOW_DELIVERY``, ``SENDGRID_API_HOST`` and
+    ``CLVFLOW_WEB_URL`` (``web.base_url``)."""
     ledger = env.get("CLVFLOW_LEDGER_URL") or config.ledger
     backend = env.get("CLVFLOW_DELIVERY") or config.delivery.backend
     if backend not in ("outbox", "sendgrid"):
@@ -186,4 +202,7 @@ def apply_environment(config: ProjectConfig, env: Mapping[str, str]) -> ProjectC
     if env.get("SENDGRID_API_HOST"):
         sendgrid = sendgrid.model_copy(update={"api_host": env["SENDGRID_API_HOST"]})
     delivery = config.delivery.model_copy(update={"backend": backend, "sendgrid": sendgrid})
-    return config.model_copy(update={"ledger": ledger, "delivery": delivery})
+    web = config.web
+    if env.get(WEB_URL_ENV):
+        web = web.model_copy(update={"base_url": env[WEB_URL_ENV]})
+    return config.model_copy(update={"ledger": ledger, "delivery": delivery, "web": web})

@@ -173,8 +173,13 @@ class JourneySpec(Strict):
         default="once", description="'once', 'per_order' or {every: '180 days'}."
     )
     exit: Exit = Field(default_factory=Exit)
-    holdout_percent: float = Field(
-        default=0, ge=0, le=50, description="Share of entries that get no step at all."
+    holdout_percent: float | None = Field(
+        default=None,
+        ge=0,
+        le=50,
+        description="Share of entries that get no step at all; unset: "
+        "measurement.holdout_percent of clvflow.yaml; 0: no holdout. Never for a journey "
+        "with a transactional step.",
     )
     send_window: SendWindow | None = None
     attribution_days: int = Field(
@@ -213,6 +218,7 @@ class JourneySpec(Strict):
             variants=step.variants,
             send_window=self.send_window,
             attribution_days=self.attribution_days,
+            holdout_percent=0,  # the journey holds out whole entries, never a step
             promo=step.promo,
             batch_size=self.batch_size,
         )

@@ -4,12 +4,34 @@ table as the classic chart (mean purchases in the holdout, actual against predic
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from typing import Any
 
+from clvflow.project.layout import Project
+
 PREDICTION_CHART = "prediction_check.png"
+HOLDOUT = dt.timedelta(days=180)
 SIZE = (900, 480)  # pixels
 DPI = 100
+
+
+def measure_predictions(
+    project: Project, as_of: dt.datetime, holdout: dt.timedelta = HOLDOUT
+) -> dict[str, Any]:
+    """The prediction check as of ``as_of`` (``check_summary``'s values), or
+    ``{"problem": ...}`` when the shop's orders up to the cut-off cannot be fitted."""
+    from clvflow.data.sources import open_shop_data
+    from clvflow.errors import DataError
+    from clvflow.predictions.check import check_predictions, check_summary
+
+    data = open_shop_data(project)
+    try:
+        return check_summary(check_predictions(data, as_of, holdout, project.cache_dir))
+    except DataError as exc:
+        return {"problem": exc.message}
+    finally:
+        data.close()
 
 
 def check_rows(check: dict[str, Any]) -> list[dict[str, Any]]:

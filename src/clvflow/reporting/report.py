@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
 from clvflow.campaigns.catalog import load_campaigns
+from clvflow.campaigns.holdouts import resolved_holdout
 from clvflow.data.sources import open_shop_data
 from clvflow.journeys.catalog import Journey, load_journeys
 from clvflow.ledger.store import Ledger
@@ -29,6 +31,7 @@ from clvflow.measurement.journeys import JourneyResult, measure_journey, read_en
 from clvflow.measurement.sends import engagement_counts, local_to_utc, read_sends
 from clvflow.measurement.settings import duration
 from clvflow.project.layout import Project
+from clvflow.reporting.predictions import measure_predictions
 
 COHORT_CHART = "cohort_retention.png"
 CLV_CHART = "clv_distribution.png"
@@ -63,6 +66,8 @@ class Report:
     campaigns: CampaignMeasurement
     customers: ShopMeasurement
     charts: dict[str, bytes] = field(default_factory=dict)
+    # the prediction check (clvflow.reporting.predictions.measure_predictions); empty: none
+    predictions: dict[str, Any] = field(default_factory=dict)
 
     @property
     def since(self) -> dt.datetime:
@@ -104,6 +109,7 @@ def measure_campaigns(
     default = duration(cfg.measurement.attribution_window)
     journeys = project_journeys(project)
     names = [j.name for j in journeys]
+    holdouts = {j.name: resolved_holdout(project, j.spec) for j in journeys}
     ledger = Ledger(project.ledger_url)
     try:
         since_utc, until_utc = local_to_utc(since, tz), local_to_utc(as_of, tz)
@@ -136,6 +142,7 @@ def measure_campaigns(
                 default_locale=cfg.shop.default_locale,
                 until=as_of,
                 min_group_size=cfg.measurement.min_group_size,
+                holdout_percent=holdouts[j.name],
             )
             for j in journeys
         ]
@@ -184,4 +191,5 @@ def build_report(project: Project, since: dt.datetime, as_of: dt.datetime) -> Re
         campaigns=measure_campaigns(project, since, as_of),
         customers=customers,
         charts=draw_charts(customers, cfg.shop.currency),
+        predictions=measure_predictions(project, as_of),
     )

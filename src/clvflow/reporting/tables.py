@@ -112,32 +112,62 @@ def statements(report: Report) -> list[tuple[str, str]]:
 
 
 def attribution_rows(report: Report) -> list[Row]:
-    """Revenue and conversions per campaign, occurrence, group, variant and locale."""
+    """Revenue and conversions per campaign, group, variant and locale, over all of each
+    campaign's occurrences in the period (a daily campaign's days, a per-order
+    campaign's orders): the breakdown a marketer reads. :func:`detail_rows` has a row
+    per occurrence."""
     cells = report.campaigns.cells
     if cells.empty:
         return []
-    windows = report.campaigns.windows
-    default = report.campaigns.default_window
-    rows: list[Row] = []
-    for cell in _records(cells):
-        window = windows.get(str(cell["campaign"]), default)
-        n = int(cell["recipients"])
-        rows.append(
-            {
-                "campaign": str(cell["campaign"]),
-                "occurrence": str(cell["occurrence"]),
-                "group": str(cell["group"]),
-                "variant": str(cell["variant"]) or "—",
-                "locale": str(cell["locale"]),
-                "window": _window(window.total_seconds()),
-                "recipients": str(n),
-                "conversions": str(int(cell["conversions"])),
-                "conversion rate": pct(int(cell["conversions"]) / n if n else None),
-                "orders": str(int(cell["orders"])),
-                "revenue": money(float(cell["revenue"]), report.currency),
-            }
-        )
-    return rows
+    keys = ["campaign", "group", "variant", "locale"]
+    occurrences = cells.groupby(keys)["occurrence"].nunique().rename("occurrences")
+    summed = rollup(cells, tuple(keys)).merge(occurrences.reset_index(), on=keys)
+    first = summed["group"] != "treated"  # treated before holdout, as in the other tables
+    summed = summed.assign(_order=first).sort_values(["campaign", "_order", "variant", "locale"])
+    return [
+        {
+            "campaign": str(cell["campaign"]),
+            "group": str(cell["group"]),
+            "variant": str(cell["variant"]) or "—",
+            "locale": str(cell["locale"]),
+            "occurrences": str(int(cell["occurrences"])),
+            **_measures(report, cell),
+        }
+        for cell in _records(summed)
+    ]
+
+
+def detail_rows(report: Report) -> list[Row]:
+    """A row per campaign occurrence, group, variant and locale: the detail behind
+    :func:`attribution_rows` (journeys' step messages are in the CSV export)."""
+    cells = report.campaigns.cells
+    if cells.empty:
+        return []
+    return [
+        {
+            "campaign": str(cell["campaign"]),
+            "occurrence": str(cell["occurrence"]),
+            "group": str(cell["group"]),
+            "variant": str(cell["variant"]) or "—",
+            "locale": str(cell["locale"]),
+            **_measures(report, cell),
+        }
+        for cell in _records(cells)
+    ]
+
+
+def _measures(report: Report, cell: dict[str, Any]) -> Row:
+    name = str(cell["campaign"])
+    window = report.campaigns.windows.get(name, report.campaigns.default_window)
+    n = int(cell["recipients"])
+    return {
+        "window": _window(window.total_seconds()),
+        "recipients": str(n),
+        "conversions": str(int(cell["conversions"])),
+        "conversion rate": pct(int(cell["conversions"]) / n if n else None),
+        "orders": str(int(cell["orders"])),
+        "revenue": money(float(cell["revenue"]), report.currency),
+    }
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -302,6 +332,44 @@ def journey_uplift(report: Report, result: JourneyResult) -> str:
         f"entry (95% CI) {money_interval(comparison.revenue_uplift, cur)}. "
         f"{comparison.statement}"
     )
+
+
+def journey_uplift_rows(report: Report) -> list[Row]:
+    """A row per journey: its entries against its held-out entries, with the 95% intervals."""
+    cur = report.currency
+    rows: list[Row] = []
+    for result in report.journeys:
+        treated, holdout, comparison = result.treated, result.holdout, result.vs_holdout
+        rows.append(
+            {
+                "journey": result.journey,
+                "window": _days(result.window),
+                "entries": str(treated.recipients),
+                "conversion rate": pct(treated.rate),
+                "holdout entries": str(holdout.recipients),
+                "holdout rate": pct(holdout.rate),
+                "uplift (95% CI)": "—" if comparison is None else points(comparison.rate_uplift),
+                "revenue uplift per entry (95% CI)": "—"
+                if comparison is None
+                else money_interval(comparison.revenue_uplift, cur),
+            }
+        )
+    return rows
+
+
+def journey_statements(report: Report) -> list[tuple[str, str]]:
+    """(journey, plain-language verdict) for each journey."""
+    out: list[tuple[str, str]] = []
+    for result in report.journeys:
+        if result.vs_holdout is not None:
+            out.append((result.journey, result.vs_holdout.statement))
+        elif not result.holdout_percent:
+            out.append(
+                (result.journey, "No holdout (holdout_percent is 0): uplift cannot be measured.")
+            )
+        else:
+            out.append((result.journey, "No holdout or no treated entries in this period."))
+    return out
 
 
 def journey_note(result: JourneyResult) -> str:

@@ -1,4 +1,5 @@
-"""The ASGI app (FastAPI): ``create_app(project)``; ``clvflow web`` serves it."""
+"""The ASGI app (FastAPI): ``create_app(project)``; ``clvflow web`` serves it. Public:
+the unsubscribe pages and the webhooks; behind a password: the console (``/console/``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from clvflow.compliance.secret import signing_key
 from clvflow.ledger.store import Ledger
 from clvflow.project.layout import Project
 from clvflow.web import orders, sendgrid_events, unsubscribe
+from clvflow.web.console.mount import Warmer, mount_console
 from clvflow.web.state import WebState
 
 PUBLIC_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
@@ -29,12 +31,15 @@ def create_app(project: Project, *, order_emitter: orders.Emitter | None = None)
     )
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # the ledger's pooled connections are closed when the server stops, not left to
-        # the garbage collector
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # the console's snapshot is prepared while the app runs; the ledger's pooled
+        # connections are closed when the server stops, not left to the garbage collector
+        warmer: Warmer = app.state.console_warmer
+        warmer.start()
         try:
             yield
         finally:
+            warmer.stop()
             state.ledger.close()
 
     app = FastAPI(
@@ -46,6 +51,7 @@ def create_app(project: Project, *, order_emitter: orders.Emitter | None = None)
     app.state.order_webhook_secret = os.environ.get(orders.SECRET_ENV) or None
     app.state.order_emitter = order_emitter or orders.emit_with_prefect
     app.include_router(orders.router)
+    app.state.console_warmer = Warmer(mount_console(app, state))
 
     @app.get("/healthz")
     def health() -> dict[str, str]:
