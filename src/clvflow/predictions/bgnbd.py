@@ -52,17 +52,13 @@ import numpy as np
 import numpy.typing as npt
 from scipy import optimize, special
 
+from clvflow.predictions.fitting import LOG_BOUND, estimate
+from clvflow.predictions.fitting import vector as vector_of
+from clvflow.predictions.fitting import weights as weights_of
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-# Search box for the log-parameters (in the unit of the mean age): an estimate on its edge
-# means the data do not identify the model (e.g. nobody ever drops out).
-_LOG_BOUND = 18.0
-# Largest absolute gradient (per customer, log-parameters) accepted when L-BFGS-B stops
-# without reporting convergence (it does so when the line search cannot improve further).
-_GRADIENT_TOLERANCE = 1e-5
-# Log-parameters this far out, without convergence, count as running off to 0 or infinity.
-_LOG_RUNAWAY = 10.0
 # Rows are merged by one integer key when the product of the numbers of distinct x, t_x and
 # T values stays below this (else they are not merged).
 _KEY_LIMIT = 2**62
@@ -93,25 +89,13 @@ class BgNbdFit:
     customers: int
 
 
-def _vector(name: str, values: npt.ArrayLike) -> FloatArray:
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim > 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
-    array = np.atleast_1d(array)
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} must be finite (no NaN or infinity)")
-    if np.any(array < 0):
-        raise ValueError(f"{name} must not be negative")
-    return array
-
-
 def _histories(
     frequency: npt.ArrayLike, recency: npt.ArrayLike, age: npt.ArrayLike
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """The customers' (x, t_x, T) as float arrays of one shape, checked."""
-    x = _vector("frequency", frequency)
-    t_x = _vector("recency", recency)
-    ages = _vector("age", age)
+    x = vector_of("frequency", frequency, non_negative=True)
+    t_x = vector_of("recency", recency, non_negative=True)
+    ages = vector_of("age", age, non_negative=True)
     if not x.shape == t_x.shape == ages.shape:
         raise ValueError(
             f"frequency, recency and age differ in length: {x.size}, {t_x.size}, {ages.size}"
@@ -119,17 +103,6 @@ def _histories(
     if np.any(t_x > ages):
         raise ValueError("recency (time of the last purchase) must not exceed age")
     return x, t_x, ages
-
-
-def _weights(weights: npt.ArrayLike | None, size: int) -> FloatArray:
-    if weights is None:
-        return np.ones(size)
-    w = _vector("weights", weights)
-    if w.shape != (size,):
-        raise ValueError(f"weights must have one entry per customer ({size}), got {w.size}")
-    if np.any(w != np.round(w)):
-        raise ValueError("weights must be whole numbers (counts of identical customers)")
-    return w
 
 
 def _check_params(params: BgNbdParams) -> None:
@@ -173,7 +146,7 @@ def log_likelihood(
     """The total log-likelihood of the customers' histories under ``params``."""
     _check_params(params)
     x, t_x, ages = _histories(frequency, recency, age)
-    w = _weights(weights, x.size)
+    w = weights_of(weights, x.size)
     return float(np.dot(w, _log_likelihoods(params, x, t_x, ages)))
 
 
@@ -300,30 +273,6 @@ def _start(data: _Compressed) -> FloatArray:
     return np.log(np.array([1.0, alpha, 1.0, 3.0], dtype=np.float64))
 
 
-def _estimate(result: optimize.OptimizeResult, objective: _Objective) -> FloatArray:
-    """The optimiser's log-parameters, or ValueError if they ran off towards 0 or infinity
-    (to the search box's edge, or far out without converging) or did not converge."""
-    theta = np.asarray(result.x, dtype=np.float64)
-    if not np.all(np.isfinite(theta)):
-        raise ValueError(f"the BG/NBD fit did not converge ({result.message})")
-    _, gradient = objective(theta)
-    converged = bool(result.success) or np.max(np.abs(gradient)) <= _GRADIENT_TOLERANCE
-    limit = _LOG_BOUND - 1e-3 if converged else _LOG_RUNAWAY
-    runaway = [
-        f"{name} → {'∞' if value > 0 else '0'}"
-        for name, value in zip(("r", "α", "a", "b"), theta, strict=True)
-        if abs(value) > limit
-    ]
-    if runaway:
-        raise ValueError(
-            f"the BG/NBD fit diverged ({', '.join(runaway)}): the data do not identify "
-            "the model, e.g. too few customers or repeat purchases"
-        )
-    if not converged:
-        raise ValueError(f"the BG/NBD fit did not converge ({result.message})")
-    return theta
-
-
 def fit_bgnbd(
     frequency: npt.ArrayLike,
     recency: npt.ArrayLike,
@@ -337,7 +286,7 @@ def fit_bgnbd(
     data, data without repeat purchases, or a fit that does not converge or runs off to a
     parameter of 0 or infinity (the data do not identify the model)."""
     x, t_x, ages = _histories(frequency, recency, age)
-    w = _weights(weights, x.size)
+    w = weights_of(weights, x.size)
     if x.size == 0 or w.sum() == 0:
         raise ValueError("no customers to fit the BG/NBD model to")
     if np.any(x != np.round(x)):
@@ -358,7 +307,7 @@ def fit_bgnbd(
         raise ValueError("every customer has age 0: the BG/NBD model cannot be fitted")
     data = _compress(x, t_x / scale, ages / scale, w)
     objective = _Objective(data)
-    bounds = [(-_LOG_BOUND, _LOG_BOUND)] * 4
+    bounds = [(-LOG_BOUND, LOG_BOUND)] * 4
     result = optimize.minimize(
         objective,
         _start(data),
@@ -367,7 +316,7 @@ def fit_bgnbd(
         bounds=bounds,
         options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9},
     )
-    theta = _estimate(result, objective)
+    theta = estimate(result, objective, "BG/NBD", ("r", "α", "a", "b"))
     r, alpha, a, b = (float(v) for v in np.exp(theta))
     params = BgNbdParams(r=r, alpha=alpha * scale, a=a, b=b)
     ll = log_likelihood(
@@ -441,7 +390,7 @@ def expected_orders(
     """Each customer's expected number of purchases in (T, T + horizon] given their history
     (eq. 10); ``horizon`` is in the time unit of the data (a number, or one per customer)."""
     x, t_x, ages = _histories(frequency, recency, age)
-    t = _vector("horizon", horizon)
+    t = vector_of("horizon", horizon, non_negative=True)
     t, x, t_x, ages = np.broadcast_arrays(t, x, t_x, ages)
     alive = p_alive(params, x, t_x, ages)
     return np.asarray(_expected_if_alive(params, t, x, ages) * alive, dtype=np.float64)
@@ -452,7 +401,7 @@ def expected_orders_new(params: BgNbdParams, t: npt.ArrayLike) -> FloatArray | f
     (eq. 9); a float for a number, an array for an array."""
     _check_params(params)
     horizon = np.asarray(t, dtype=np.float64)
-    times = _vector("t", horizon)
+    times = vector_of("t", horizon, non_negative=True)
     zeros = np.zeros_like(times)
     values = _expected_if_alive(params, times, zeros, zeros)
     if horizon.ndim == 0:
@@ -469,7 +418,7 @@ def simulate(
     _check_params(params)
     if customers < 0:
         raise ValueError("customers must not be negative")
-    ages = np.broadcast_to(_vector("age", age), (customers,))
+    ages = np.broadcast_to(vector_of("age", age, non_negative=True), (customers,))
     rate = rng.gamma(params.r, 1.0 / params.alpha, customers)
     dropout = np.clip(rng.beta(params.a, params.b, customers), 1e-15, 1.0)
     # Purchases until T if nobody dropped out, and the repeat purchase after which the

@@ -37,16 +37,11 @@ import numpy as np
 import numpy.typing as npt
 from scipy import optimize, special
 
-FloatArray = npt.NDArray[np.float64]
+from clvflow.predictions.fitting import LOG_BOUND, estimate
+from clvflow.predictions.fitting import vector as vector_of
+from clvflow.predictions.fitting import weights as weights_of
 
-# Search box for the log-parameters (values in units of their mean): an estimate on its
-# edge means the data do not identify the model.
-_LOG_BOUND = 18.0
-# Largest absolute gradient (per customer, log-parameters) accepted when L-BFGS-B stops
-# without reporting convergence (it does so when the line search cannot improve further).
-_GRADIENT_TOLERANCE = 1e-5
-# Log-parameters this far out, without convergence, count as running off to 0 or infinity.
-_LOG_RUNAWAY = 10.0
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -70,29 +65,13 @@ class GammaGammaFit:
     frequency_value_correlation: float
 
 
-def _vector(name: str, values: npt.ArrayLike) -> FloatArray:
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim > 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
-    return np.atleast_1d(array)
-
-
-def _frequency(frequency: npt.ArrayLike) -> FloatArray:
-    x = _vector("frequency", frequency)
-    if not np.all(np.isfinite(x)):
-        raise ValueError("frequency must be finite (no NaN or infinity)")
-    if np.any(x < 0):
-        raise ValueError("frequency must not be negative")
-    return x
-
-
 def _data(
     frequency: npt.ArrayLike, monetary: npt.ArrayLike
 ) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
     """x, m_x, and which customers have repeat orders of positive average value (NaN
     monetary values count as missing)."""
-    x = _frequency(frequency)
-    m = _vector("monetary", monetary)
+    x = vector_of("frequency", frequency, non_negative=True)
+    m = vector_of("monetary", monetary)
     if x.shape != m.shape:
         raise ValueError(f"frequency and monetary differ in length: {x.size}, {m.size}")
     if np.any(np.isinf(m)):
@@ -100,17 +79,6 @@ def _data(
     with np.errstate(invalid="ignore"):
         usable = (x > 0) & (m > 0)
     return x, m, usable
-
-
-def _weights(weights: npt.ArrayLike | None, size: int) -> FloatArray:
-    if weights is None:
-        return np.ones(size)
-    w = _vector("weights", weights)
-    if w.shape != (size,):
-        raise ValueError(f"weights must have one entry per customer ({size}), got {w.size}")
-    if not np.all(np.isfinite(w)) or np.any(w < 0) or np.any(w != np.round(w)):
-        raise ValueError("weights must be non-negative whole numbers (counts of customers)")
-    return w
 
 
 def _check_params(params: GammaGammaParams) -> None:
@@ -129,7 +97,7 @@ def log_likelihood(
     with repeat orders of positive average value."""
     _check_params(params)
     x, m, usable = _data(frequency, monetary)
-    w = _weights(weights, x.size)[usable]
+    w = weights_of(weights, x.size)[usable]
     x, m = x[usable], m[usable]
     p, q, gamma = params.p, params.q, params.gamma
     px = p * x
@@ -195,30 +163,6 @@ def _correlation(x: FloatArray, m: FloatArray, w: FloatArray) -> float:
     return float(np.dot(w, dx * dm)) / float(np.sqrt(var_x * var_m))
 
 
-def _estimate(result: optimize.OptimizeResult, objective: _Objective) -> FloatArray:
-    """The optimiser's log-parameters, or ValueError if they ran off towards 0 or infinity
-    (to the search box's edge, or far out without converging) or did not converge."""
-    theta = np.asarray(result.x, dtype=np.float64)
-    if not np.all(np.isfinite(theta)):
-        raise ValueError(f"the Gamma-Gamma fit did not converge ({result.message})")
-    _, gradient = objective(theta)
-    converged = bool(result.success) or np.max(np.abs(gradient)) <= _GRADIENT_TOLERANCE
-    limit = _LOG_BOUND - 1e-3 if converged else _LOG_RUNAWAY
-    runaway = [
-        f"{name} → {'∞' if value > 0 else '0'}"
-        for name, value in zip(("p", "q", "γ"), theta, strict=True)
-        if abs(value) > limit
-    ]
-    if runaway:
-        raise ValueError(
-            f"the Gamma-Gamma fit diverged ({', '.join(runaway)}): the data do not identify "
-            "the model, e.g. too few customers"
-        )
-    if not converged:
-        raise ValueError(f"the Gamma-Gamma fit did not converge ({result.message})")
-    return theta
-
-
 def fit_gamma_gamma(
     frequency: npt.ArrayLike,
     monetary: npt.ArrayLike,
@@ -230,7 +174,7 @@ def fit_gamma_gamma(
     identical customers. Raises ValueError on invalid data, fewer than 2 such customers, a
     failed fit, or q ≤ 1 (then the population has no mean order value)."""
     x, m, usable = _data(frequency, monetary)
-    w = _weights(weights, x.size)
+    w = weights_of(weights, x.size)
     usable &= w > 0
     x, m, w = x[usable], m[usable], w[usable]
     if w.sum() < 2:
@@ -247,10 +191,10 @@ def fit_gamma_gamma(
         start,
         jac=True,
         method="L-BFGS-B",
-        bounds=[(-_LOG_BOUND, _LOG_BOUND)] * 3,
+        bounds=[(-LOG_BOUND, LOG_BOUND)] * 3,
         options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9},
     )
-    theta = _estimate(result, objective)
+    theta = estimate(result, objective, "Gamma-Gamma", ("p", "q", "γ"))
     p, q, gamma = (float(v) for v in np.exp(theta))
     if q <= 1.0:
         raise ValueError(
@@ -289,7 +233,7 @@ def simulate(
     """Draws each customer's average order value over ``frequency`` orders from the model
     (NaN for customers with no orders)."""
     _check_params(params)
-    x = _frequency(frequency)
+    x = vector_of("frequency", frequency, non_negative=True)
     rate = rng.gamma(params.q, 1.0 / params.gamma, x.size)
     # The sum of x Gamma(p, ν) values is Gamma(p x, ν).
     total = rng.gamma(params.p * np.maximum(x, 1.0), 1.0 / rate)
