@@ -86,7 +86,7 @@ class ShopData:
     engine: Engine | None = None
     prediction_horizon_days: int = 365
     cache_dir: Path | None = None  # where fitted models are kept between runs
-    temporary: dict[str, str] = field(default_factory=dict)  # made for this data, by key
+    temporary: dict[str, object] = field(default_factory=dict)  # made for this data, by key
     _session: Any = None
 
     def has(self, table: str) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 DPI = 100
 COHORT_SIZE = (1000, 640)  # pixels
 CLV_SIZE = (900, 480)
+PREDICTION_SIZE = (900, 480)
 INK = "#2b2118"
 
 
@@ -83,5 +84,24 @@ def clv_histogram(values: pd.Series, currency: str) -> bytes:
         ax.set_xlabel(f"historical CLV ({currency})")
         ax.set_ylabel("customers")
     ax.set_title(f"Distribution of historical CLV ({len(data)} customers with orders)")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def prediction_check(check: dict[str, Any]) -> bytes:
+    """The prediction check's classic chart: mean purchases in the holdout by repeat
+    purchases before it, actual against the model and the naive baseline (``check``:
+    :func:`clvflow.predictions.check.check_summary`'s values)."""
+    fig = _figure(PREDICTION_SIZE)
+    ax = fig.add_subplot()
+    rows = check["by_repeat_purchases"]
+    labels = [r["label"] for r in rows]
+    ax.plot(labels, [r["actual"] for r in rows], marker="o", color=INK, label="actual")
+    ax.plot(labels, [r["predicted"] for r in rows], marker="s", color="#b5523b", label="model")
+    ax.plot(labels, [r["naive"] for r in rows], linestyle=":", color="#7a9e9f", label="naive")
+    ax.set_xlabel(f"repeat purchases up to {check['cutoff'][:10]}")
+    ax.set_ylabel(f"mean purchases in the {check['holdout_days']} days after")
+    ax.set_title("Predicted against actual purchases, by past repeat purchases")
+    ax.legend(frameon=False)
     fig.tight_layout()
     return _png(fig)

@@ -20,13 +20,13 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
+from clvflow.measurement.charts import prediction_check
 from clvflow.orchestration.artifacts import artifact_key
 from clvflow.project.clock import local_now
 from clvflow.project.layout import Project
 from clvflow.reporting.html import data_uri, write_report
 from clvflow.reporting.markdown import campaigns_markdown, customers_markdown
 from clvflow.reporting.predictions import (
-    check_chart,
     check_markdown,
     measure_predictions,
     repeat_rows,
@@ -182,7 +182,7 @@ def publish_predictions(check: dict[str, Any]) -> None:
         description="Mean purchases in the holdout by past repeat purchases: actual, model, naive",
     )
     create_image_artifact(
-        image_url=data_uri(check_chart(check)),
+        image_url=data_uri(prediction_check(check)),
         key=f"{KEY}-prediction-chart",
         description="Predicted against actual purchases by past repeat purchases",
     )

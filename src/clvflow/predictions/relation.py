@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -25,34 +26,44 @@ log = logging.getLogger(__name__)
 PREDICTED_NAMES = "p_alive, predicted_orders, expected_order_value and predicted_clv"
 
 
+@dataclass(frozen=True)
+class _Made:
+    """The relation made for one as_of day, and why it is empty when the models could not
+    be fitted."""
+
+    relation: str
+    problem: DataError | None
+
+
 def predictions_relation(data: ShopData, as_of: dt.datetime, *, strict: bool) -> str:
     """The name of the relation with customer_id and the predicted attributes as of
     ``as_of`` (made on first use); ``strict``: an unfit model raises :class:`DataError`."""
     key = f"predictions:{as_of.date().isoformat()}:{data.prediction_horizon_days}"
-    problem_key = key + ":problem"
-    if key not in data.temporary:
-        name = f"clvflow_predictions_{as_of:%Y%m%d}_{data.prediction_horizon_days}"
-        try:
-            summary = read_summary(data, as_of)
-            fit = fit_models(summary, data.cache_dir)
-            frame = score(fit, summary, data.prediction_horizon_days)
-        except DataError as exc:
-            data.temporary[problem_key] = exc.message
-            data.temporary[problem_key + ":hint"] = exc.hint or ""
-            frame = pd.DataFrame({"customer_id": pd.Series([], dtype=str)})
-            for column in PREDICTED:
-                frame[column] = pd.Series([], dtype="float64")
-        _store(data, quote_ident(name), frame)
-        data.temporary[key] = quote_ident(name)
-    problem = data.temporary.get(problem_key)
-    if problem is not None:
+    made = data.temporary.get(key)
+    if not isinstance(made, _Made):
+        made = _make(data, as_of)
+        data.temporary[key] = made
+    if made.problem is not None:
         if strict:
-            hint = data.temporary[problem_key + ":hint"]
-            raise DataError(
-                problem, hint=f"{PREDICTED_NAMES} come from these models; {hint}".rstrip("; ")
-            )
-        log.warning("predicted attributes are missing: %s", problem)
-    return data.temporary[key]
+            hint = f"{PREDICTED_NAMES} come from these models; {made.problem.hint or ''}"
+            raise DataError(made.problem.message, hint=hint.rstrip("; "))
+        log.warning("predicted attributes are missing: %s", made.problem.message)
+    return made.relation
+
+
+def _make(data: ShopData, as_of: dt.datetime) -> _Made:
+    name = quote_ident(f"clvflow_predictions_{as_of:%Y%m%d}_{data.prediction_horizon_days}")
+    problem = None
+    try:
+        summary = read_summary(data, as_of)
+        frame = score(fit_models(summary, data.cache_dir), summary, data.prediction_horizon_days)
+    except DataError as exc:
+        problem = exc
+        frame = pd.DataFrame({"customer_id": pd.Series([], dtype=str)})
+        for column in PREDICTED:
+            frame[column] = pd.Series([], dtype="float64")
+    _store(data, name, frame)
+    return _Made(name, problem)
 
 
 def _store(data: ShopData, name: str, frame: pd.DataFrame) -> None:

@@ -9,7 +9,8 @@ from typing import Any
 
 from jinja2 import Environment, select_autoescape
 
-from clvflow.reporting.predictions import check_chart, check_headline, check_rows, repeat_rows
+from clvflow.measurement.charts import prediction_check
+from clvflow.reporting.predictions import check_headline, check_rows, repeat_rows
 from clvflow.reporting.report import CLV_CHART, COHORT_CHART, Report
 from clvflow.reporting.tables import (
     attribution_rows,
@@ -142,7 +143,7 @@ def _prediction_context(check: dict[str, Any]) -> dict[str, Any]:
         "prediction_headline": check_headline(check),
         "prediction_totals": check_rows(check),
         "prediction_rows": repeat_rows(check),
-        "prediction_png": data_uri(check_chart(check)),
+        "prediction_png": data_uri(prediction_check(check)),
     }
 
 

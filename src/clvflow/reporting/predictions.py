@@ -5,15 +5,11 @@ table as the classic chart (mean purchases in the holdout, actual against predic
 from __future__ import annotations
 
 import datetime as dt
-import io
 from typing import Any
 
 from clvflow.project.layout import Project
 
-PREDICTION_CHART = "prediction_check.png"
 HOLDOUT = dt.timedelta(days=180)
-SIZE = (900, 480)  # pixels
-DPI = 100
 
 
 def measure_predictions(
@@ -91,27 +87,3 @@ def check_markdown(check: dict[str, Any]) -> str:
         for r in repeat_rows(check)
     ]
     return "\n".join(lines) + "\n"
-
-
-def check_chart(check: dict[str, Any]) -> bytes:
-    """Mean purchases in the holdout by past repeat purchases: actual, model and naive."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(SIZE[0] / DPI, SIZE[1] / DPI), dpi=DPI)
-    ax = fig.add_subplot()
-    rows = check["by_repeat_purchases"]
-    labels = [r["label"] for r in rows]
-    ax.plot(labels, [r["actual"] for r in rows], marker="o", color="#2b2118", label="actual")
-    ax.plot(labels, [r["predicted"] for r in rows], marker="s", color="#b5523b", label="model")
-    ax.plot(labels, [r["naive"] for r in rows], linestyle=":", color="#7a9e9f", label="naive")
-    ax.set_xlabel(f"repeat purchases up to {check['cutoff'][:10]}")
-    ax.set_ylabel(f"mean purchases in the {check['holdout_days']} days after")
-    ax.set_title("Predicted against actual purchases, by past repeat purchases")
-    ax.legend(frameon=False)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
-    return buffer.getvalue()
